@@ -1,0 +1,141 @@
+//! Whole messages as the application sees them.
+//!
+//! A [`Message`] is what [`crate::Connection::receive`] yields after frames
+//! are reassembled, unmasked, decompressed and validated, and what
+//! [`crate::Connection::send`] accepts. [`Utf8Bytes`] is a cheaply clonable
+//! byte buffer known to hold valid UTF-8.
+
+use bytes::Bytes;
+
+use crate::close::CloseFrame;
+use crate::utf8::InvalidUtf8;
+
+/// Reference-counted bytes that are valid UTF-8.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Utf8Bytes(Bytes);
+
+impl Utf8Bytes {
+    /// An empty string.
+    pub const fn new() -> Self {
+        Self(Bytes::new())
+    }
+
+    /// Wraps a static string without copying.
+    pub const fn from_static(s: &'static str) -> Self {
+        Self(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // The constructors only admit valid UTF-8, so this never yields the
+        // fallback; re-checking keeps the crate free of `unsafe`.
+        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The text as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The underlying bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Utf8Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl std::fmt::Display for Utf8Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl std::ops::Deref for Utf8Bytes {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+
+impl From<&str> for Utf8Bytes {
+    fn from(s: &str) -> Self {
+        Self(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl TryFrom<Bytes> for Utf8Bytes {
+    type Error = InvalidUtf8;
+    fn try_from(bytes: Bytes) -> Result<Self, InvalidUtf8> {
+        simdutf8::basic::from_utf8(&bytes).map_err(|_| InvalidUtf8)?;
+        Ok(Self(bytes))
+    }
+}
+
+impl Utf8Bytes {
+    /// Wraps bytes the caller has already validated (crate-internal).
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+}
+
+/// A WebSocket message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message (always valid UTF-8).
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping; the connection answers it by itself.
+    Ping(Bytes),
+    /// A pong.
+    Pong(Bytes),
+    /// A close frame, with its code and reason if it carried one.
+    Close(Option<CloseFrame>),
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(s: impl Into<Utf8Bytes>) -> Self {
+        Self::Text(s.into())
+    }
+
+    /// A binary message.
+    pub fn binary(b: impl Into<Bytes>) -> Self {
+        Self::Binary(b.into())
+    }
+
+    /// Whether this is a text or binary message.
+    pub fn is_data(&self) -> bool {
+        matches!(self, Self::Text(_) | Self::Binary(_))
+    }
+
+    /// The payload bytes (empty for a close).
+    pub fn payload(&self) -> &[u8] {
+        match self {
+            Self::Text(t) => t.as_bytes(),
+            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
+            Self::Close(_) => &[],
+        }
+    }
+}
