@@ -138,6 +138,16 @@ impl SharedFrame {
     pub fn payload(&self) -> &[u8] {
         &self.wire[self.header_len..]
     }
+
+    /// The payload as shared bytes (no copy).
+    pub fn payload_bytes(&self) -> bytes::Bytes {
+        self.wire.slice(self.header_len..)
+    }
+
+    /// Whether this is a text frame (else binary).
+    pub fn is_text(&self) -> bool {
+        self.opcode == OpCode::Text
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

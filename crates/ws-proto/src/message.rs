@@ -51,6 +51,30 @@ impl Utf8Bytes {
     pub fn into_bytes(self) -> Bytes {
         self.0
     }
+
+    /// A zero-copy sub-string from byte `start` to the end; `None` unless
+    /// `start` is on a character boundary.
+    ///
+    /// ```
+    /// let s = ws_proto::Utf8Bytes::from("4hello");
+    /// assert_eq!(s.slice_from(1).unwrap().as_str(), "hello");
+    /// ```
+    pub fn slice_from(&self, start: usize) -> Option<Self> {
+        self.as_str()
+            .is_char_boundary(start)
+            .then(|| Self(self.0.slice(start..)))
+    }
+
+    /// A zero-copy sub-string of `range`; `None` unless both ends are on
+    /// character boundaries.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Option<Self> {
+        let s = self.as_str();
+        (range.start <= range.end
+            && range.end <= s.len()
+            && s.is_char_boundary(range.start)
+            && s.is_char_boundary(range.end))
+        .then(|| Self(self.0.slice(range)))
+    }
 }
 
 impl std::fmt::Debug for Utf8Bytes {

@@ -269,7 +269,7 @@ impl Connector {
                     return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
                 if let Some((response, used)) = handshake::parse_response(&buf, &request)? {
-                    return Ok((response, buf.split_off(used)));
+                    return Ok((response, crate::stream::leftover(&buf[used..])));
                 }
             }
         };

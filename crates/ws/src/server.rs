@@ -132,8 +132,17 @@ impl Acceptor {
     /// for the application.
     pub async fn accept_with_request<S>(
         &self,
-        mut io: S,
+        io: S,
     ) -> Result<(WebSocket<S>, UpgradeRequest), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Boxed so that the handshake's buffers and timer do not stay part
+        // of the caller's task for the connection's whole life.
+        Box::pin(self.handshake(io)).await
+    }
+
+    async fn handshake<S>(&self, mut io: S) -> Result<(WebSocket<S>, UpgradeRequest), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -189,8 +198,7 @@ async fn read_request<S: AsyncRead + Unpin>(
             return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
         if let Some((request, used)) = handshake::parse_request(&buf, limits)? {
-            let rest = buf.split_off(used);
-            return Ok((request, rest));
+            return Ok((request, crate::stream::leftover(&buf[used..])));
         }
     }
 }

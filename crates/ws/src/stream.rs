@@ -32,6 +32,17 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
 }
 
+/// Bytes that followed a handshake, in a buffer of their own: splitting
+/// them off the handshake buffer would keep that whole buffer alive for the
+/// connection's life.
+pub(crate) fn leftover(bytes: &[u8]) -> BytesMut {
+    if bytes.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(bytes)
+    }
+}
+
 /// Keepalive timer state, present only when pings are configured.
 #[derive(Debug)]
 struct Keepalive {
@@ -67,10 +78,11 @@ pub struct WebSocket<S> {
     /// Input read but not yet decoded.
     pending: BytesMut,
     phase: Phase,
-    failure: Option<Error>,
+    /// Boxed: rare, and kept out of every idle connection's size.
+    failure: Option<Box<Error>>,
     max_write_buffer: usize,
     close_timeout: Duration,
-    keepalive: Option<Keepalive>,
+    keepalive: Option<Box<Keepalive>>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -101,13 +113,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Self {
         let keepalive = config.ping_interval.map(|interval| {
             let now = Instant::now();
-            Keepalive {
+            Box::new(Keepalive {
                 interval,
                 timeout: config.ping_timeout,
                 sleep: Box::pin(tokio::time::sleep_until(now + interval)),
                 last_heard: now,
                 ping_sent_at: None,
-            }
+            })
         });
         Self {
             io,
@@ -210,7 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     let _ = ready!(self.poll_write_queued(cx));
                     let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
                     self.phase = Phase::Done;
-                    return Poll::Ready(self.failure.take().map(Err));
+                    return Poll::Ready(self.failure.take().map(|e| Err(*e)));
                 }
                 Phase::ShuttingDown => {
                     if let Err(e) = ready!(self.poll_write_queued(cx)) {
@@ -294,7 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn fail(&mut self, err: Error) {
-        self.failure = Some(err);
+        self.failure = Some(Box::new(err));
         self.phase = Phase::Failing;
     }
 

@@ -1,0 +1,218 @@
+//! One Engine.IO session: its id, its queue of outgoing packets, which
+//! transport carries it, and how it ends.
+//!
+//! The transports (a pending poll, or the WebSocket task) wait on the
+//! session's [`Notify`] and drain the queue; anyone holding a [`Socket`] can
+//! queue packets from any task. Heartbeats run on a small task per session.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use ws::SharedFrame;
+
+/// The transport a session is using.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+/// Why a session ended. The strings are the reference server's reasons,
+/// which Socket.IO shows to applications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the transport (or sent a close packet).
+    TransportClose,
+    /// The transport failed (read/write error, a second concurrent poll,
+    /// a body over the size limit).
+    TransportError,
+    /// No pong arrived within the ping timeout.
+    PingTimeout,
+    /// The client sent something that is not an Engine.IO packet.
+    ParseError,
+    /// The server closed the session.
+    ServerClose,
+    /// The client was too slow to take its packets.
+    SlowClient,
+}
+
+impl CloseReason {
+    /// The reason as the reference implementation names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::PingTimeout => "ping timeout",
+            Self::ParseError => "parse error",
+            Self::ServerClose => "forced close",
+            Self::SlowClient => "transport error",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) queue: VecDeque<SharedFrame>,
+    pub(crate) transport: TransportKind,
+    /// A WebSocket probe succeeded and the pending poll must be released
+    /// with a noop.
+    pub(crate) noop_pending: bool,
+    /// A poll request is waiting.
+    pub(crate) poll_active: bool,
+    pub(crate) closed: Option<CloseReason>,
+}
+
+/// Shared state of one session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) id: Box<str>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) wake: Notify,
+    pub(crate) pong_seen: AtomicBool,
+    max_queued: usize,
+    pub(crate) request: http::request::Parts,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: String,
+        transport: TransportKind,
+        max_queued: usize,
+        request: http::request::Parts,
+    ) -> Self {
+        Self {
+            id: id.into_boxed_str(),
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                transport,
+                noop_pending: false,
+                poll_active: false,
+                closed: None,
+            }),
+            wake: Notify::new(),
+            pong_seen: AtomicBool::new(true),
+            max_queued,
+            request,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half
+        // updated in a way that matters more than losing the session.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a packet; `false` if the session is closed or its queue is
+    /// full (then the caller closes it as slow).
+    pub(crate) fn push(&self, frame: SharedFrame) -> Result<(), CloseReason> {
+        let mut state = self.lock();
+        if let Some(reason) = state.closed {
+            return Err(reason);
+        }
+        if state.queue.len() >= self.max_queued {
+            return Err(CloseReason::SlowClient);
+        }
+        state.queue.push_back(frame);
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Marks the session closed; `true` for the first caller only.
+    pub(crate) fn mark_closed(&self, reason: CloseReason) -> bool {
+        let mut state = self.lock();
+        if state.closed.is_some() {
+            return false;
+        }
+        state.closed = Some(reason);
+        drop(state);
+        self.wake.notify_one();
+        self.wake.notify_waiters();
+        true
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+}
+
+/// A handle to one session: queue packets, close it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Socket {
+    pub(crate) session: Arc<Session>,
+    pub(crate) closer: Arc<dyn Closer>,
+}
+
+/// Lets a socket ask its engine to end the session.
+pub(crate) trait Closer: Send + Sync + std::fmt::Debug {
+    fn close(&self, session: &Arc<Session>, reason: CloseReason);
+}
+
+impl Socket {
+    /// The session id (`sid`).
+    pub fn id(&self) -> &str {
+        &self.session.id
+    }
+
+    /// The transport in use now.
+    pub fn transport(&self) -> TransportKind {
+        self.session.lock().transport
+    }
+
+    /// The handshake request (URI with query, headers).
+    pub fn request(&self) -> &http::request::Parts {
+        &self.session.request
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&self, text: &str) -> bool {
+        self.send(crate::text_frame(text))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&self, data: Bytes) -> bool {
+        self.send(SharedFrame::binary(data))
+    }
+
+    /// Queues an encoded packet (see [`crate::text_frame`]). Returns false
+    /// if the session is closed; a session whose queue is full is closed.
+    pub fn send(&self, frame: SharedFrame) -> bool {
+        match self.session.push(frame) {
+            Ok(()) => true,
+            Err(CloseReason::SlowClient) => {
+                self.closer.close(&self.session, CloseReason::SlowClient);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Ends the session.
+    pub fn close(&self) {
+        self.closer.close(&self.session, CloseReason::ServerClose);
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+}
+
+impl PartialEq for Socket {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.session, &other.session)
+    }
+}
+
+impl Eq for Socket {}
+
+pub(crate) fn pong_received(session: &Session) {
+    session.pong_seen.store(true, Ordering::Release);
+}

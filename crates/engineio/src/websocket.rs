@@ -1,0 +1,150 @@
+//! The WebSocket transport: a session that starts on WebSocket, or a
+//! polling session upgrading to it (probe, noop to the pending poll,
+//! upgrade), then one task per session moving packets both ways.
+
+use std::sync::Arc;
+
+use engineio_proto::{EngineError, Packet};
+use http::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use ws::{Message, WebSocket};
+
+use crate::engine::{error_response, Inner, ResponseBody};
+use crate::socket::{CloseReason, Session, TransportKind};
+use crate::{Handler, SharedFrame};
+
+/// Answers a WebSocket request: the 101 now, the session on a new task.
+pub(crate) fn upgrade<H: Handler, B>(
+    inner: &Arc<Inner<H>>,
+    req: Request<B>,
+    existing: Option<Arc<Session>>,
+) -> Response<ResponseBody> {
+    let (parts, body) = req.into_parts();
+    if existing.is_none() {
+        if let Some(hook) = &inner.config.allow_request {
+            if let Err(e) = hook(&parts) {
+                return error_response(e);
+            }
+        }
+    }
+    let mut req = Request::from_parts(parts, body);
+    let (response, pending) = match ws::upgrade::<B, ResponseBody>(&mut req, &inner.acceptor) {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::debug!("websocket upgrade refused: {e}");
+            return error_response(EngineError::BadRequest);
+        }
+    };
+    let (parts, _) = req.into_parts();
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let Ok(socket) = pending.await else {
+            return;
+        };
+        match existing {
+            Some(session) => upgrade_session(inner, socket, session).await,
+            None => {
+                let socket_handle = inner.open_session(TransportKind::WebSocket, parts);
+                let session = socket_handle.session.clone();
+                drop(socket_handle);
+                run(inner, socket, session).await;
+            }
+        }
+    });
+    response
+}
+
+/// The upgrade dance for a polling session, then the normal loop.
+async fn upgrade_session<H, S>(
+    inner: Arc<Inner<H>>,
+    mut socket: WebSocket<S>,
+    session: Arc<Session>,
+) where
+    H: Handler,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::sleep(inner.config.upgrade_timeout);
+    tokio::pin!(deadline);
+    loop {
+        let message = tokio::select! {
+            _ = &mut deadline => return,
+            m = socket.recv() => m,
+        };
+        match message {
+            Some(Ok(Message::Text(text))) => match text.as_str() {
+                "2probe" => {
+                    if socket.send(Message::text("3probe")).await.is_err() {
+                        return;
+                    }
+                    session.lock().noop_pending = true;
+                    session.wake.notify_one();
+                }
+                "5" => {
+                    {
+                        let mut state = session.lock();
+                        if state.closed.is_some() {
+                            return;
+                        }
+                        state.transport = TransportKind::WebSocket;
+                    }
+                    // Release a poll still waiting.
+                    session.wake.notify_one();
+                    break;
+                }
+                _ => {}
+            },
+            Some(Ok(_)) => {}
+            _ => return,
+        }
+    }
+    run(inner, socket, session).await;
+}
+
+/// Moves packets both ways until the session or the socket ends.
+async fn run<H, S>(inner: Arc<Inner<H>>, mut socket: WebSocket<S>, session: Arc<Session>)
+where
+    H: Handler,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let ended_by_client = 'session: loop {
+        {
+            let mut state = session.lock();
+            if state.closed.is_some() {
+                break 'session None;
+            }
+            while let Some(frame) = state.queue.pop_front() {
+                if socket.queue_shared(&frame).is_err() {
+                    break 'session Some(CloseReason::SlowClient);
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) => match Packet::from_ws_text(text) {
+                    Ok(packet) => inner.on_packet(&session, packet),
+                    Err(_) => break 'session Some(CloseReason::ParseError),
+                },
+                Some(Ok(Message::Binary(data))) => {
+                    inner.on_packet(&session, Packet::from_ws_binary(data));
+                }
+                Some(Ok(Message::Close(_))) | None => break 'session Some(CloseReason::TransportClose),
+                Some(Ok(_)) => {}
+                Some(Err(_)) => break 'session Some(CloseReason::TransportError),
+            },
+            _ = session.wake.notified() => {}
+        }
+    };
+    match ended_by_client {
+        Some(reason) => inner.close_session(&session, reason),
+        None => {
+            // Closed by the server: deliver what was queued last (e.g. a
+            // Socket.IO disconnect), then close the WebSocket.
+            let frames: Vec<SharedFrame> = session.lock().queue.drain(..).collect();
+            for frame in &frames {
+                let _ = socket.queue_shared(frame);
+            }
+            let _ = socket.close(None).await;
+        }
+    }
+}
