@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit/integration/doc
-# tests, and the Autobahn conformance run against our server and our client.
-# Installs what it needs (the Autobahn testsuite in a Python 2.7 virtualenv).
+# tests, end-to-end tests with the official socket.io-client, and the Autobahn
+# conformance run against our server and our client. Installs what it needs
+# (npm packages; the Autobahn testsuite in a Python 2.7 virtualenv).
 #
-#   scripts/test-all.sh            everything
-#   SKIP_AUTOBAHN=1 scripts/test-all.sh   Rust tests only
+#   scripts/test-all.sh                    everything
+#   SKIP_AUTOBAHN=1 scripts/test-all.sh    without the Autobahn runs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,6 +19,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "Socket.IO end to end: official socket.io-client (Node)"
+e2e/node/run.sh
 
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     step "Autobahn: our server (fuzzingclient mode), CI case set"

@@ -1,0 +1,91 @@
+//! What the benchmark reads about the server process from `/proc`.
+//!
+//! CPU time is `utime + stime` of `/proc/PID/stat` (all threads of the
+//! process), in clock ticks; resident memory is `VmRSS` of
+//! `/proc/PID/status`, in KiB. Linux only.
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+/// Clock ticks per second (`getconf CLK_TCK`), 100 if it cannot be asked.
+pub fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
+}
+
+/// User plus system CPU time of process `pid`, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))
+}
+
+/// Parses `utime + stime` out of the text of a `/proc/PID/stat` file.
+pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces or
+    // parentheses itself: count fields from the last ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        bail!("no ')' after the command name");
+    };
+    // rest starts with field 3 (state); utime and stime are fields 14 and 15.
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let mut next = |name: &str| -> Result<u64> {
+        fields
+            .next()
+            .with_context(|| format!("missing {name}"))?
+            .parse()
+            .with_context(|| format!("bad {name}"))
+    };
+    Ok(next("utime")? + next("stime")?)
+}
+
+/// Resident set size of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_rss_kib(&status).with_context(|| format!("parsing {path}"))
+}
+
+/// Parses the `VmRSS` line out of the text of a `/proc/PID/status` file.
+pub fn parse_rss_kib(status: &str) -> Result<u64> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("no VmRSS line")?;
+    let kib = line.trim().trim_end_matches("kB").trim();
+    kib.parse().with_context(|| format!("bad VmRSS {kib:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_name() {
+        let stat = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 1 0";
+        assert_eq!(parse_cpu_ticks(stat).unwrap(), 1234 + 567);
+    }
+
+    #[test]
+    fn parses_vmrss() {
+        let status = "Name:\tx\nVmPeak:\t  100 kB\nVmRSS:\t    2048 kB\nThreads:\t1\n";
+        assert_eq!(parse_rss_kib(status).unwrap(), 2048);
+        assert!(parse_rss_kib("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        rss_kib(pid).unwrap();
+        cpu_ticks(pid).unwrap();
+        assert!(clock_ticks_per_sec() > 0);
+    }
+}

@@ -1,0 +1,117 @@
+//! A namespace: its connection handler, middleware, sockets and rooms (the
+//! in-memory adapter).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::Socket;
+
+/// Called with each socket that connected to the namespace.
+pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
+
+/// Runs before a socket is admitted; `Err(message)` refuses it, and the
+/// client sees `message` in its `connect_error`.
+pub(crate) type Middleware =
+    Arc<dyn Fn(Socket) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// What a namespace is made from: shared by every namespace a dynamic
+/// matcher creates.
+#[derive(Clone)]
+pub(crate) struct Template {
+    pub(crate) on_connect: ConnectHandler,
+    pub(crate) middlewares: Arc<RwLock<Vec<Middleware>>>,
+}
+
+pub(crate) struct Namespace {
+    pub(crate) name: socketio_proto::Namespace,
+    pub(crate) template: Template,
+    sockets: RwLock<HashMap<Arc<str>, Socket>>,
+    rooms: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    /// Ack ids for this namespace: one counter, so that a broadcast with
+    /// acks can use a single id on every socket.
+    pub(crate) next_ack: AtomicU64,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Namespace {
+    pub(crate) fn new(name: socketio_proto::Namespace, template: Template) -> Self {
+        Self {
+            name,
+            template,
+            sockets: RwLock::new(HashMap::new()),
+            rooms: RwLock::new(HashMap::new()),
+            next_ack: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn middlewares(&self) -> Vec<Middleware> {
+        read(&self.template.middlewares).clone()
+    }
+
+    pub(crate) fn insert(&self, socket: Socket) {
+        write(&self.sockets).insert(socket.id_arc(), socket);
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        write(&self.sockets).remove(id);
+    }
+
+    pub(crate) fn join(&self, room: Arc<str>, id: Arc<str>) {
+        write(&self.rooms).entry(room).or_default().insert(id);
+    }
+
+    pub(crate) fn leave(&self, room: &str, id: &str) {
+        let mut rooms = write(&self.rooms);
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(id);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    /// Sockets in any of `rooms` (every socket if `rooms` is empty), minus
+    /// those in `except` and the socket `except_id`.
+    pub(crate) fn targets(
+        &self,
+        rooms: &[Arc<str>],
+        except: &[Arc<str>],
+        except_id: Option<&str>,
+    ) -> Vec<Socket> {
+        let sockets = read(&self.sockets);
+        let room_index = read(&self.rooms);
+        let excluded: HashSet<&str> = except
+            .iter()
+            .filter_map(|r| room_index.get(r))
+            .flat_map(|members| members.iter().map(|m| &**m))
+            .chain(except_id)
+            .collect();
+        let keep = |id: &str| !excluded.contains(id);
+        if rooms.is_empty() {
+            sockets
+                .iter()
+                .filter(|(id, _)| keep(id))
+                .map(|(_, s)| s.clone())
+                .collect()
+        } else {
+            let mut seen = HashSet::new();
+            rooms
+                .iter()
+                .filter_map(|r| room_index.get(r))
+                .flat_map(|members| members.iter())
+                .filter(|id| keep(id) && seen.insert(Arc::clone(id)))
+                .filter_map(|id| sockets.get(id).cloned())
+                .collect()
+        }
+    }
+}

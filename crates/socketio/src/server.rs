@@ -1,0 +1,345 @@
+//! The server: namespaces (static and dynamic), the Engine.IO handler that
+//! turns packets into socket events, connects with middleware, and the
+//! connect timeout.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use engineio::{CloseReason, Engine};
+use socketio_proto::{BinaryAssembler, Packet, PacketKind};
+use tokio::net::TcpListener;
+use ws::Utf8Bytes;
+
+use crate::broadcast::BroadcastOperator;
+use crate::error::DisconnectReason;
+use crate::namespace::{Middleware, Namespace, Template};
+use crate::{Socket, SocketIoConfig};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One Engine.IO session's Socket.IO state.
+struct Client {
+    sockets: Mutex<HashMap<Box<str>, Socket>>,
+    assembler: Mutex<BinaryAssembler>,
+}
+
+type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+pub(crate) struct Server {
+    config: SocketIoConfig,
+    namespaces: RwLock<HashMap<Box<str>, Arc<Namespace>>>,
+    dynamic: RwLock<Vec<(Matcher, Template)>>,
+    clients: Mutex<HashMap<Box<str>, Arc<Client>>>,
+}
+
+/// The Engine.IO handler that runs Socket.IO (opaque).
+#[derive(Clone)]
+pub struct SioHandler(Arc<Server>);
+
+/// A Socket.IO server. Cheap to clone.
+#[derive(Clone)]
+pub struct SocketIo {
+    engine: Engine<SioHandler>,
+}
+
+impl std::fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIo").finish_non_exhaustive()
+    }
+}
+
+/// Adds middleware to a namespace.
+pub struct NamespaceRef {
+    middlewares: Arc<RwLock<Vec<Middleware>>>,
+}
+
+impl NamespaceRef {
+    /// Runs `middleware` before each socket is admitted; an `Err(message)`
+    /// refuses the connection and the client sees `message` in its
+    /// `connect_error`.
+    pub fn middleware<F, Fut>(&self, middleware: F) -> &Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.middlewares
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(move |socket| Box::pin(middleware(socket))));
+        self
+    }
+}
+
+impl SocketIo {
+    /// A server with `config`. Add namespaces, then serve.
+    pub fn new(config: SocketIoConfig) -> Self {
+        let server = Arc::new(Server {
+            config: config.clone(),
+            namespaces: RwLock::new(HashMap::new()),
+            dynamic: RwLock::new(Vec::new()),
+            clients: Mutex::new(HashMap::new()),
+        });
+        let engine = Engine::new(config.engine, SioHandler(server));
+        Self { engine }
+    }
+
+    fn server(&self) -> &Arc<Server> {
+        &self.engine.handler().0
+    }
+
+    /// Declares namespace `name` (e.g. `"/"`, `"/admin"`); `on_connect`
+    /// runs for each socket that connects to it.
+    pub fn namespace<F>(&self, name: &str, on_connect: F) -> NamespaceRef
+    where
+        F: Fn(Socket) + Send + Sync + 'static,
+    {
+        let template = Template {
+            on_connect: Arc::new(on_connect),
+            middlewares: Arc::default(),
+        };
+        let middlewares = template.middlewares.clone();
+        if let Ok(ns_name) = socketio_proto::Namespace::new(name.to_owned()) {
+            let ns = Arc::new(Namespace::new(ns_name, template));
+            self.server()
+                .namespaces
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.into(), ns);
+        }
+        NamespaceRef { middlewares }
+    }
+
+    /// Declares namespaces created on demand: a CONNECT to an unknown
+    /// namespace whose name `matches` creates it with `on_connect`.
+    pub fn dynamic_namespace<M, F>(&self, matches: M, on_connect: F) -> NamespaceRef
+    where
+        M: Fn(&str) -> bool + Send + Sync + 'static,
+        F: Fn(Socket) + Send + Sync + 'static,
+    {
+        let template = Template {
+            on_connect: Arc::new(on_connect),
+            middlewares: Arc::default(),
+        };
+        let middlewares = template.middlewares.clone();
+        self.server()
+            .dynamic
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((Arc::new(matches), template));
+        NamespaceRef { middlewares }
+    }
+
+    /// Every socket of namespace `name` (an operator for broadcasts,
+    /// `fetchSockets`, `socketsJoin`...). `None` if there is no such
+    /// namespace.
+    pub fn of(&self, name: &str) -> Option<BroadcastOperator> {
+        self.server().namespace(name).map(BroadcastOperator::new)
+    }
+
+    /// Sockets of the main namespace in `room`.
+    pub fn to(&self, room: &str) -> Option<BroadcastOperator> {
+        self.of("/").map(|op| op.to(room))
+    }
+
+    /// The Engine.IO server underneath (for `handle` in a larger HTTP app).
+    pub fn engine(&self) -> &Engine<SioHandler> {
+        &self.engine
+    }
+
+    /// Serves Socket.IO on `listener` (404 outside the path prefix).
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        self.engine.clone().serve(listener).await
+    }
+
+    /// Disconnects everyone (server shutdown).
+    pub fn close(&self) {
+        let namespaces: Vec<_> = self
+            .server()
+            .namespaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for ns in namespaces {
+            BroadcastOperator::new(ns).disconnect();
+        }
+        self.engine.close_all();
+    }
+}
+
+impl Server {
+    fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The namespace `name`, created from a matching dynamic template.
+    fn namespace_or_dynamic(&self, name: &socketio_proto::Namespace) -> Option<Arc<Namespace>> {
+        if let Some(ns) = self.namespace(name.as_str()) {
+            return Some(ns);
+        }
+        let template = self
+            .dynamic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(matches, _)| matches(name.as_str()))
+            .map(|(_, t)| t.clone())?;
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        let ns = namespaces
+            .entry(name.as_str().into())
+            .or_insert_with(|| Arc::new(Namespace::new(name.clone(), template)));
+        Some(ns.clone())
+    }
+
+    fn client(&self, sid: &str) -> Option<Arc<Client>> {
+        lock(&self.clients).get(sid).cloned()
+    }
+
+    fn dispatch(&self, client: &Arc<Client>, engine: &engineio::Socket, packet: Packet) {
+        let socket = lock(&client.sockets)
+            .get(packet.namespace.as_str())
+            .cloned();
+        match packet.kind {
+            PacketKind::Connect => {
+                if socket.is_none() {
+                    self.connect(client, engine, packet);
+                }
+            }
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                if let Some(socket) = socket {
+                    socket.on_event(packet);
+                }
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                if let Some(socket) = socket {
+                    socket.on_ack(packet);
+                }
+            }
+            PacketKind::Disconnect => {
+                if let Some(socket) = socket {
+                    lock(&client.sockets).remove(packet.namespace.as_str());
+                    socket.closed(DisconnectReason::ClientNamespaceDisconnect);
+                }
+            }
+            PacketKind::ConnectError => engine.close(),
+        }
+    }
+
+    fn connect(&self, client: &Arc<Client>, engine: &engineio::Socket, packet: Packet) {
+        let Some(ns) = self.namespace_or_dynamic(&packet.namespace) else {
+            let refusal = Packet::connect_error(packet.namespace.clone(), "Invalid namespace");
+            let _ = send(engine, &refusal);
+            return;
+        };
+        let auth = packet
+            .payload_as::<serde_json::Value>()
+            .unwrap_or(serde_json::Value::Null);
+        let socket = Socket::new(ns.clone(), engine.clone(), auth);
+        let middlewares = ns.middlewares();
+        if middlewares.is_empty() {
+            admit(client, &ns, socket);
+            return;
+        }
+        let client = client.clone();
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            for middleware in middlewares {
+                if let Err(message) = middleware(socket.clone()).await {
+                    let _ = send(&engine, &Packet::connect_error(ns.name.clone(), &message));
+                    return;
+                }
+            }
+            if !engine.is_closed() {
+                admit(&client, &ns, socket);
+            }
+        });
+    }
+}
+
+fn send(engine: &engineio::Socket, packet: &Packet) -> bool {
+    crate::socket::frames(packet)
+        .into_iter()
+        .all(|frame| engine.send(frame))
+}
+
+/// The socket passed its middleware: register it, answer the CONNECT, and
+/// run the namespace's connection handler.
+fn admit(client: &Arc<Client>, ns: &Arc<Namespace>, socket: Socket) {
+    lock(&client.sockets).insert(ns.name.as_str().into(), socket.clone());
+    ns.insert(socket.clone());
+    socket.set_connected();
+    socket.join(socket.id());
+    let reply = Packet::connect_reply(ns.name.clone(), socket.id());
+    if socket.send_packet(&reply).is_err() {
+        return;
+    }
+    (ns.template.on_connect)(socket);
+}
+
+impl engineio::Handler for SioHandler {
+    fn on_open(&self, socket: &engineio::Socket) {
+        let client = Arc::new(Client {
+            sockets: Mutex::new(HashMap::new()),
+            assembler: Mutex::new(BinaryAssembler::with_max_attachments(
+                self.0.config.max_attachments,
+            )),
+        });
+        lock(&self.0.clients).insert(socket.id().into(), client.clone());
+        // A client that never connects to a namespace is dropped.
+        let timeout = self.0.config.connect_timeout;
+        let engine = socket.clone();
+        let weak = Arc::downgrade(&client);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(client) = weak.upgrade() {
+                if lock(&client.sockets).is_empty() {
+                    engine.close();
+                }
+            }
+        });
+    }
+
+    fn on_message(&self, socket: &engineio::Socket, text: Utf8Bytes) {
+        let Some(client) = self.0.client(socket.id()) else {
+            return;
+        };
+        let decoded = lock(&client.assembler).feed_text(text);
+        match decoded {
+            Ok(Some(packet)) => self.0.dispatch(&client, socket, packet),
+            Ok(None) => {}
+            Err(_) => socket.close(),
+        }
+    }
+
+    fn on_binary(&self, socket: &engineio::Socket, data: Bytes) {
+        let Some(client) = self.0.client(socket.id()) else {
+            return;
+        };
+        let decoded = lock(&client.assembler).feed_binary(data);
+        match decoded {
+            Ok(Some(packet)) => self.0.dispatch(&client, socket, packet),
+            Ok(None) => {}
+            Err(_) => socket.close(),
+        }
+    }
+
+    fn on_close(&self, socket: &engineio::Socket, reason: CloseReason) {
+        let Some(client) = lock(&self.0.clients).remove(socket.id()) else {
+            return;
+        };
+        let sockets: Vec<Socket> = lock(&client.sockets).drain().map(|(_, s)| s).collect();
+        let reason = DisconnectReason::from_engine(reason);
+        for s in sockets {
+            s.closed(reason);
+        }
+    }
+}

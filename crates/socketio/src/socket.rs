@@ -1,0 +1,370 @@
+//! One socket: a client's connection to one namespace. Events in and out,
+//! acknowledgements both ways, rooms.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use socketio_proto::Packet;
+use tokio::sync::oneshot;
+
+use crate::broadcast::BroadcastOperator;
+use crate::error::{AckError, DisconnectReason, EmitError};
+use crate::namespace::Namespace;
+
+/// An event's arguments: JSON values (binary arguments appear as
+/// `{"_placeholder":true,"num":N}`) and the binary attachments they point to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Data {
+    /// The arguments after the event name.
+    pub args: Vec<serde_json::Value>,
+    /// Binary attachments, indexed by the placeholders' `num`.
+    pub binary: Vec<Bytes>,
+}
+
+type EventHandler = Arc<dyn Fn(Socket, Data, Option<AckSender>) + Send + Sync>;
+type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
+
+pub(crate) struct SocketInner {
+    id: Arc<str>,
+    pub(crate) ns: Arc<Namespace>,
+    pub(crate) engine: engineio::Socket,
+    auth: serde_json::Value,
+    handlers: RwLock<HashMap<Box<str>, EventHandler>>,
+    on_disconnect: Mutex<Option<DisconnectHandler>>,
+    acks: Mutex<HashMap<u64, oneshot::Sender<Data>>>,
+    rooms: Mutex<HashSet<Arc<str>>>,
+    connected: AtomicBool,
+}
+
+/// A client's connection to one namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct Socket(pub(crate) Arc<SocketInner>);
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.0.id)
+            .field("namespace", &self.0.ns.name.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Answers an event the client sent with an acknowledgement callback.
+#[derive(Debug)]
+pub struct AckSender {
+    socket: Socket,
+    id: u64,
+}
+
+impl AckSender {
+    /// Acknowledges with `args` (a tuple, slice or `Vec` of arguments).
+    pub fn send<T: Serialize + ?Sized>(self, args: &T) -> Result<(), EmitError> {
+        let packet = Packet::ack(self.socket.0.ns.name.clone(), self.id, args)
+            .map_err(|e| EmitError::Encode(e.to_string()))?;
+        self.socket.send_packet(&packet)
+    }
+
+    /// Acknowledges with arguments holding placeholders for `binary`.
+    pub fn send_binary<T: Serialize + ?Sized>(
+        self,
+        args: &T,
+        binary: Vec<Bytes>,
+    ) -> Result<(), EmitError> {
+        let ns = self.socket.0.ns.name.clone();
+        // A binary packet must carry at least one attachment.
+        let packet = if binary.is_empty() {
+            Packet::ack(ns, self.id, args)
+        } else {
+            Packet::binary_ack(ns, self.id, args, binary)
+        }
+        .map_err(|e| EmitError::Encode(e.to_string()))?;
+        self.socket.send_packet(&packet)
+    }
+}
+
+/// Engine.IO frames of one encoded packet: the text, then each attachment.
+pub(crate) fn frames(packet: &Packet) -> Vec<engineio::SharedFrame> {
+    let (text, attachments) = packet.encode();
+    let mut frames = Vec::with_capacity(1 + attachments.len());
+    frames.push(engineio::text_frame(&text));
+    frames.extend(attachments.into_iter().map(engineio::binary_frame));
+    frames
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        engine: engineio::Socket,
+        auth: serde_json::Value,
+    ) -> Self {
+        Socket(Arc::new(SocketInner {
+            id: Arc::from(engineio_sid().as_str()),
+            ns,
+            engine,
+            auth,
+            handlers: RwLock::new(HashMap::new()),
+            on_disconnect: Mutex::new(None),
+            acks: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashSet::new()),
+            connected: AtomicBool::new(false),
+        }))
+    }
+
+    /// The socket id (distinct from the Engine.IO session id).
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    pub(crate) fn id_arc(&self) -> Arc<str> {
+        self.0.id.clone()
+    }
+
+    /// The namespace name.
+    pub fn namespace(&self) -> &str {
+        self.0.ns.name.as_str()
+    }
+
+    /// The `auth` payload the client connected with (`null` if none).
+    pub fn auth(&self) -> &serde_json::Value {
+        &self.0.auth
+    }
+
+    /// The HTTP request that opened the connection (query, headers).
+    pub fn handshake(&self) -> &http::request::Parts {
+        self.0.engine.request()
+    }
+
+    /// The underlying Engine.IO session.
+    pub fn engine(&self) -> &engineio::Socket {
+        &self.0.engine
+    }
+
+    /// Whether the socket is connected.
+    pub fn connected(&self) -> bool {
+        self.0.connected.load(Ordering::Acquire)
+    }
+
+    /// Registers the handler for `event`; it replaces an earlier one. The
+    /// handler runs on the connection's task: spawn for slow work.
+    pub fn on<F>(&self, event: &str, handler: F)
+    where
+        F: Fn(Socket, Data, Option<AckSender>) + Send + Sync + 'static,
+    {
+        self.0
+            .handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event.into(), Arc::new(handler));
+    }
+
+    /// Registers the handler called once when the socket disconnects.
+    pub fn on_disconnect<F>(&self, handler: F)
+    where
+        F: Fn(Socket, DisconnectReason) + Send + Sync + 'static,
+    {
+        *lock(&self.0.on_disconnect) = Some(Arc::new(handler));
+    }
+
+    /// Emits `event` with `args` (a tuple, slice or `Vec`).
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {
+        let packet = Packet::event(self.0.ns.name.clone(), event, args, None)
+            .map_err(|e| EmitError::Encode(e.to_string()))?;
+        self.send_packet(&packet)
+    }
+
+    /// Emits `event` with arguments holding placeholders for `binary`.
+    pub fn emit_binary<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        binary: Vec<Bytes>,
+    ) -> Result<(), EmitError> {
+        let ns = self.0.ns.name.clone();
+        // A binary packet must carry at least one attachment.
+        let packet = if binary.is_empty() {
+            Packet::event(ns, event, args, None)
+        } else {
+            Packet::binary_event(ns, event, args, binary, None)
+        }
+        .map_err(|e| EmitError::Encode(e.to_string()))?;
+        self.send_packet(&packet)
+    }
+
+    /// Emits `event` and waits up to `timeout` for the client's
+    /// acknowledgement.
+    pub async fn emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+    ) -> Result<Data, AckError> {
+        let id = self.0.ns.next_ack.fetch_add(1, Ordering::Relaxed);
+        let packet = Packet::event(self.0.ns.name.clone(), event, args, Some(id))
+            .map_err(|e| AckError::Encode(e.to_string()))?;
+        let rx = self.expect_ack(id);
+        if self.send_packet(&packet).is_err() {
+            lock(&self.0.acks).remove(&id);
+            return Err(AckError::Disconnected);
+        }
+        self.wait_ack(id, rx, timeout).await
+    }
+
+    pub(crate) fn expect_ack(&self, id: u64) -> oneshot::Receiver<Data> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.0.acks).insert(id, tx);
+        rx
+    }
+
+    pub(crate) async fn wait_ack(
+        &self,
+        id: u64,
+        rx: oneshot::Receiver<Data>,
+        timeout: Duration,
+    ) -> Result<Data, AckError> {
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(data)) => Ok(data),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                lock(&self.0.acks).remove(&id);
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    /// Joins `room`.
+    pub fn join(&self, room: &str) {
+        let room: Arc<str> = Arc::from(room);
+        if lock(&self.0.rooms).insert(room.clone()) {
+            self.0.ns.join(room, self.id_arc());
+        }
+    }
+
+    /// Leaves `room`.
+    pub fn leave(&self, room: &str) {
+        if lock(&self.0.rooms).remove(room) {
+            self.0.ns.leave(room, self.id());
+        }
+    }
+
+    /// The rooms the socket is in (its own id among them).
+    pub fn rooms(&self) -> Vec<String> {
+        lock(&self.0.rooms).iter().map(|r| r.to_string()).collect()
+    }
+
+    /// Everyone in the namespace but this socket.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.0.ns.clone()).except_id(self.id_arc())
+    }
+
+    /// Sockets in `room`, except this one.
+    pub fn to(&self, room: &str) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// Disconnects the socket from its namespace (the client gets a
+    /// DISCONNECT packet).
+    pub fn disconnect(&self) {
+        if self.connected() {
+            let _ = self.send_packet(&Packet::disconnect(self.0.ns.name.clone()));
+            self.closed(DisconnectReason::ServerNamespaceDisconnect);
+        }
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
+        self.send_frames(&frames(packet))
+    }
+
+    pub(crate) fn send_frames(&self, frames: &[engineio::SharedFrame]) -> Result<(), EmitError> {
+        for frame in frames {
+            if !self.0.engine.send(frame.clone()) {
+                return Err(EmitError::Disconnected);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_connected(&self) {
+        self.0.connected.store(true, Ordering::Release);
+    }
+
+    /// An event arrived from the client.
+    pub(crate) fn on_event(&self, packet: Packet) {
+        let Ok(name) = packet.event_name() else {
+            return;
+        };
+        let handler = self
+            .0
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name.as_ref())
+            .cloned();
+        let Some(handler) = handler else {
+            return;
+        };
+        let args = match packet.args_values() {
+            Ok(args) => args,
+            Err(_) => return,
+        };
+        let ack = packet.ack_id.map(|id| AckSender {
+            socket: self.clone(),
+            id,
+        });
+        let data = Data {
+            args,
+            binary: packet.attachments,
+        };
+        handler(self.clone(), data, ack);
+    }
+
+    /// An acknowledgement arrived from the client.
+    pub(crate) fn on_ack(&self, packet: Packet) {
+        let Some(id) = packet.ack_id else { return };
+        let Some(tx) = lock(&self.0.acks).remove(&id) else {
+            return;
+        };
+        let args = packet.args_values().unwrap_or_default();
+        let _ = tx.send(Data {
+            args,
+            binary: packet.attachments,
+        });
+    }
+
+    /// Ends the socket: leave every room, forget it, tell the handler.
+    pub(crate) fn closed(&self, reason: DisconnectReason) {
+        if !self.0.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let rooms: Vec<Arc<str>> = lock(&self.0.rooms).drain().collect();
+        for room in rooms {
+            self.0.ns.leave(&room, self.id());
+        }
+        self.0.ns.remove(self.id());
+        lock(&self.0.acks).clear();
+        let handler = lock(&self.0.on_disconnect).take();
+        if let Some(handler) = handler {
+            handler(self.clone(), reason);
+        }
+        // Drop handlers: they may hold clones of this socket.
+        self.0
+            .handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// A fresh random id (the same form as Engine.IO's).
+fn engineio_sid() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 15] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
