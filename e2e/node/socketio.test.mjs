@@ -131,3 +131,39 @@ for (const [name, opts, expected] of [
     assert.equal(reply, name);
   });
 }
+
+test("connection state recovery: same id, rooms kept, missed broadcasts replayed", async () => {
+  const a = await connected(connect("/", { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 }));
+  const b = await connected(connect());
+  await a.timeout(2000).emitWithAck("join", "green");
+  const got = [];
+  a.on("room-message", (m) => got.push(m));
+  b.emit("to-room", "green", "before");
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(got, ["before"]);
+  const firstId = a.id;
+  assert.equal(a.recovered, false);
+
+  const dropped = once(a, "disconnect");
+  a.io.engine.close(); // the connection drops; the client reconnects
+  await dropped;
+  await new Promise((r) => setTimeout(r, 50));
+  b.emit("to-room", "green", "missed-1");
+  b.emit("to-room", "green", "missed-2");
+  await once(a, "connect", 5000);
+  assert.equal(a.recovered, true);
+  assert.equal(a.id, firstId);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(got, ["before", "missed-1", "missed-2"]);
+  b.emit("to-room", "green", "after"); // still in the room
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(got, ["before", "missed-1", "missed-2", "after"]);
+});
+
+test("a fresh socket is not recovered", async () => {
+  const s = connect();
+  const [, , recovered] = await once(s, "welcome");
+  await connected(s);
+  assert.equal(recovered, false);
+  assert.equal(s.recovered, false);
+});

@@ -14,15 +14,18 @@
 //! - `join` (room): joins it and acknowledges;
 //! - `to-room` (room, payload): emits `room-message` (payload) to the room.
 //!
+//! Connection state recovery is on: broadcasts carry an offset as their
+//! last argument, and `welcome` says whether the socket recovered.
+//!
 //! `/private` admits only `auth.token == "secret"`; others get a
 //! `connect_error` with message "invalid token".
 
 use std::time::Duration;
 
-use socketio::{Data, Socket, SocketIo, SocketIoConfig};
+use socketio::{Data, RecoveryConfig, Socket, SocketIo, SocketIoConfig};
 
 fn handlers(io: SocketIo, socket: Socket) {
-    let _ = socket.emit("welcome", &(socket.id(), socket.auth()));
+    let _ = socket.emit("welcome", &(socket.id(), socket.auth(), socket.recovered()));
     socket.on("echo", |socket, data: Data, _| {
         let _ = socket.emit_binary("echo", &data.args, data.binary);
     });
@@ -70,7 +73,7 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3100".into());
-    let io = SocketIo::new(SocketIoConfig::default());
+    let io = SocketIo::new(SocketIoConfig::default().recovery(RecoveryConfig::default()));
     for name in ["/", "/custom"] {
         let io2 = io.clone();
         io.namespace(name, move |socket| handlers(io2.clone(), socket));

@@ -10,6 +10,7 @@ use socketio_proto::Packet;
 
 use crate::error::{AckError, EmitError};
 use crate::namespace::Namespace;
+use crate::recovery::Targets;
 use crate::socket::{frames, Data};
 use crate::Socket;
 
@@ -77,9 +78,22 @@ impl BroadcastOperator {
     /// Emits to every selected socket; the packet is encoded once. Returns
     /// how many sockets it was queued on.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<usize, EmitError> {
-        let packet = Packet::event(self.ns.name.clone(), event, args, None)
-            .map_err(|e| EmitError::Encode(e.to_string()))?;
-        let frames = frames(&packet);
+        self.emit_binary(event, args, Vec::new())
+    }
+
+    /// Emits with arguments holding placeholders for `binary`, to every
+    /// selected socket; encoded once.
+    pub fn emit_binary<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        binary: Vec<bytes::Bytes>,
+    ) -> Result<usize, EmitError> {
+        let frames = self.ns.event_frames(event, args, binary, || Targets {
+            rooms: self.rooms.clone(),
+            except: self.except.clone(),
+            except_id: self.except_id.clone(),
+        })?;
         let targets = self.sockets();
         Ok(targets
             .iter()

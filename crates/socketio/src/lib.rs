@@ -31,11 +31,12 @@ mod broadcast;
 mod config;
 mod error;
 mod namespace;
+mod recovery;
 mod server;
 mod socket;
 
 pub use broadcast::BroadcastOperator;
-pub use config::SocketIoConfig;
+pub use config::{RecoveryConfig, SocketIoConfig};
 pub use error::{AckError, DisconnectReason, EmitError};
 pub use server::{NamespaceRef, SioHandler, SocketIo};
 pub use socket::{AckSender, Data, Socket};

@@ -7,7 +7,30 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use bytes::Bytes;
+use serde::Serialize;
+use socketio_proto::Packet;
+
+use crate::config::RecoveryConfig;
+use crate::error::EmitError;
+use crate::recovery::{Recovery, Targets};
+use crate::socket::frames;
 use crate::Socket;
+
+/// An EVENT, or a BINARY_EVENT when there are attachments (a binary packet
+/// without attachments is not valid).
+pub(crate) fn event_packet<T: Serialize + ?Sized>(
+    ns: socketio_proto::Namespace,
+    event: &str,
+    args: &T,
+    binary: Vec<Bytes>,
+) -> Result<Packet, socketio_proto::Error> {
+    if binary.is_empty() {
+        Packet::event(ns, event, args, None)
+    } else {
+        Packet::binary_event(ns, event, args, binary, None)
+    }
+}
 
 /// Called with each socket that connected to the namespace.
 pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
@@ -33,6 +56,8 @@ pub(crate) struct Namespace {
     /// Ack ids for this namespace: one counter, so that a broadcast with
     /// acks can use a single id on every socket.
     pub(crate) next_ack: AtomicU64,
+    /// Connection state recovery, when enabled.
+    pub(crate) recovery: Option<Recovery>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -44,14 +69,47 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl Namespace {
-    pub(crate) fn new(name: socketio_proto::Namespace, template: Template) -> Self {
+    pub(crate) fn new(
+        name: socketio_proto::Namespace,
+        template: Template,
+        recovery: Option<RecoveryConfig>,
+    ) -> Self {
         Self {
             name,
             template,
             sockets: RwLock::new(HashMap::new()),
             rooms: RwLock::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
+            recovery: recovery.map(Recovery::new),
         }
+    }
+
+    /// The frames of an event, with its recovery offset appended and the
+    /// event logged for replay when recovery is on.
+    pub(crate) fn event_frames<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        binary: Vec<Bytes>,
+        targets: impl FnOnce() -> Targets,
+    ) -> Result<Vec<engineio::SharedFrame>, EmitError> {
+        let encode = |e: socketio_proto::Error| EmitError::Encode(e.to_string());
+        let Some(recovery) = &self.recovery else {
+            return Ok(frames(
+                &event_packet(self.name.clone(), event, args, binary).map_err(encode)?,
+            ));
+        };
+        let offset = recovery.next_offset();
+        let mut value = serde_json::to_value(args).map_err(|e| EmitError::Encode(e.to_string()))?;
+        match &mut value {
+            serde_json::Value::Array(items) => items.push(offset.to_string().into()),
+            serde_json::Value::Null => value = serde_json::json!([offset.to_string()]),
+            _ => return Err(EmitError::Encode("event arguments must be an array".into())),
+        }
+        let frames =
+            frames(&event_packet(self.name.clone(), event, &value, binary).map_err(encode)?);
+        recovery.log(offset, targets(), frames.clone());
+        Ok(frames)
     }
 
     pub(crate) fn middlewares(&self) -> Vec<Middleware> {

@@ -103,7 +103,8 @@ impl SocketIo {
         };
         let middlewares = template.middlewares.clone();
         if let Ok(ns_name) = socketio_proto::Namespace::new(name.to_owned()) {
-            let ns = Arc::new(Namespace::new(ns_name, template));
+            let recovery = self.server().config.recovery.clone();
+            let ns = Arc::new(Namespace::new(ns_name, template, recovery));
             self.server()
                 .namespaces
                 .write()
@@ -194,9 +195,13 @@ impl Server {
             .find(|(matches, _)| matches(name.as_str()))
             .map(|(_, t)| t.clone())?;
         let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        let ns = namespaces
-            .entry(name.as_str().into())
-            .or_insert_with(|| Arc::new(Namespace::new(name.clone(), template)));
+        let ns = namespaces.entry(name.as_str().into()).or_insert_with(|| {
+            Arc::new(Namespace::new(
+                name.clone(),
+                template,
+                self.config.recovery.clone(),
+            ))
+        });
         Some(ns.clone())
     }
 
@@ -240,13 +245,21 @@ impl Server {
             let _ = send(engine, &refusal);
             return;
         };
-        let auth = packet
+        let mut auth = packet
             .payload_as::<serde_json::Value>()
             .unwrap_or(serde_json::Value::Null);
-        let socket = Socket::new(ns.clone(), engine.clone(), auth);
-        let middlewares = ns.middlewares();
+        let (socket, missed) = match try_restore(&ns, engine, &mut auth) {
+            Some(restored) => restored,
+            None => (Socket::new(ns.clone(), engine.clone(), auth), Vec::new()),
+        };
+        let skip = socket.recovered()
+            && ns
+                .recovery
+                .as_ref()
+                .is_some_and(|r| r.config.skip_middlewares);
+        let middlewares = if skip { Vec::new() } else { ns.middlewares() };
         if middlewares.is_empty() {
-            admit(client, &ns, socket);
+            admit(client, &ns, socket, missed);
             return;
         }
         let client = client.clone();
@@ -259,10 +272,38 @@ impl Server {
                 }
             }
             if !engine.is_closed() {
-                admit(&client, &ns, socket);
+                admit(&client, &ns, socket, missed);
             }
         });
     }
+}
+
+/// A CONNECT whose auth carries `pid` and `offset` of a session the
+/// namespace still holds: the socket comes back with its id, rooms and the
+/// events it missed. The two fields are taken out of the auth either way.
+fn try_restore(
+    ns: &Arc<Namespace>,
+    engine: &engineio::Socket,
+    auth: &mut serde_json::Value,
+) -> Option<(Socket, Vec<engineio::SharedFrame>)> {
+    let recovery = ns.recovery.as_ref()?;
+    let fields = auth.as_object_mut()?;
+    let pid = fields.remove("pid");
+    let offset = fields.remove("offset");
+    let (pid, offset) = (pid?.as_str()?.to_owned(), offset?.as_str()?.to_owned());
+    let restored = recovery.restore(&pid, &offset)?;
+    let socket = Socket::with_identity(
+        ns.clone(),
+        engine.clone(),
+        auth.clone(),
+        restored.id,
+        Some(Arc::from(pid.as_str())),
+        true,
+    );
+    for room in &restored.rooms {
+        socket.join(room);
+    }
+    Some((socket, restored.missed))
 }
 
 fn send(engine: &engineio::Socket, packet: &Packet) -> bool {
@@ -271,15 +312,28 @@ fn send(engine: &engineio::Socket, packet: &Packet) -> bool {
         .all(|frame| engine.send(frame))
 }
 
-/// The socket passed its middleware: register it, answer the CONNECT, and
-/// run the namespace's connection handler.
-fn admit(client: &Arc<Client>, ns: &Arc<Namespace>, socket: Socket) {
+/// The socket passed its middleware: register it, answer the CONNECT (with
+/// the recovery `pid` when recovery is on), replay what a recovered socket
+/// missed, and run the namespace's connection handler.
+fn admit(
+    client: &Arc<Client>,
+    ns: &Arc<Namespace>,
+    socket: Socket,
+    missed: Vec<engineio::SharedFrame>,
+) {
     lock(&client.sockets).insert(ns.name.as_str().into(), socket.clone());
     ns.insert(socket.clone());
     socket.set_connected();
     socket.join(socket.id());
-    let reply = Packet::connect_reply(ns.name.clone(), socket.id());
-    if socket.send_packet(&reply).is_err() {
+    let reply = match socket.pid() {
+        Some(pid) => Packet::connect_with(
+            ns.name.clone(),
+            &serde_json::json!({ "sid": socket.id(), "pid": &**pid }),
+        )
+        .unwrap_or_else(|_| Packet::connect_reply(ns.name.clone(), socket.id())),
+        None => Packet::connect_reply(ns.name.clone(), socket.id()),
+    };
+    if socket.send_packet(&reply).is_err() || socket.send_frames(&missed).is_err() {
         return;
     }
     (ns.template.on_connect)(socket);

@@ -38,6 +38,9 @@ pub(crate) struct SocketInner {
     acks: Mutex<HashMap<u64, oneshot::Sender<Data>>>,
     rooms: Mutex<HashSet<Arc<str>>>,
     connected: AtomicBool,
+    /// Private session id, when connection state recovery is on.
+    pid: Option<Arc<str>>,
+    recovered: bool,
 }
 
 /// A client's connection to one namespace. Cheap to clone.
@@ -105,8 +108,25 @@ impl Socket {
         engine: engineio::Socket,
         auth: serde_json::Value,
     ) -> Self {
+        let pid = ns
+            .recovery
+            .as_ref()
+            .map(|_| Arc::from(random_id().as_str()));
+        let id = Arc::from(random_id().as_str());
+        Self::with_identity(ns, engine, auth, id, pid, false)
+    }
+
+    /// A socket with a given id and pid (a recovered session's).
+    pub(crate) fn with_identity(
+        ns: Arc<Namespace>,
+        engine: engineio::Socket,
+        auth: serde_json::Value,
+        id: Arc<str>,
+        pid: Option<Arc<str>>,
+        recovered: bool,
+    ) -> Self {
         Socket(Arc::new(SocketInner {
-            id: Arc::from(engineio_sid().as_str()),
+            id,
             ns,
             engine,
             auth,
@@ -115,7 +135,19 @@ impl Socket {
             acks: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(false),
+            pid,
+            recovered,
         }))
+    }
+
+    /// Whether this socket recovered a dropped session (same id, rooms,
+    /// and the events it missed were replayed).
+    pub fn recovered(&self) -> bool {
+        self.0.recovered
+    }
+
+    pub(crate) fn pid(&self) -> Option<&Arc<str>> {
+        self.0.pid.as_ref()
     }
 
     /// The socket id (distinct from the Engine.IO session id).
@@ -175,9 +207,7 @@ impl Socket {
 
     /// Emits `event` with `args` (a tuple, slice or `Vec`).
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {
-        let packet = Packet::event(self.0.ns.name.clone(), event, args, None)
-            .map_err(|e| EmitError::Encode(e.to_string()))?;
-        self.send_packet(&packet)
+        self.emit_binary(event, args, Vec::new())
     }
 
     /// Emits `event` with arguments holding placeholders for `binary`.
@@ -187,14 +217,10 @@ impl Socket {
         args: &T,
         binary: Vec<Bytes>,
     ) -> Result<(), EmitError> {
-        let ns = self.0.ns.name.clone();
-        // A binary packet must carry at least one attachment.
-        let packet = if binary.is_empty() {
-            Packet::event(ns, event, args, None)
-        } else {
-            Packet::binary_event(ns, event, args, binary, None)
-        }
-        .map_err(|e| EmitError::Encode(e.to_string()))?;
+        // Events to one socket are not logged for recovery (as in the
+        // reference server, only broadcasts carry offsets).
+        let packet = crate::namespace::event_packet(self.0.ns.name.clone(), event, args, binary)
+            .map_err(|e| EmitError::Encode(e.to_string()))?;
         self.send_packet(&packet)
     }
 
@@ -344,8 +370,17 @@ impl Socket {
             return;
         }
         let rooms: Vec<Arc<str>> = lock(&self.0.rooms).drain().collect();
-        for room in rooms {
-            self.0.ns.leave(&room, self.id());
+        for room in &rooms {
+            self.0.ns.leave(room, self.id());
+        }
+        let involuntary = matches!(
+            reason,
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+        );
+        if let (Some(recovery), Some(pid), true) = (&self.0.ns.recovery, &self.0.pid, involuntary) {
+            recovery.save(pid.clone(), self.id_arc(), rooms);
         }
         self.0.ns.remove(self.id());
         lock(&self.0.acks).clear();
@@ -363,7 +398,7 @@ impl Socket {
 }
 
 /// A fresh random id (the same form as Engine.IO's).
-fn engineio_sid() -> String {
+fn random_id() -> String {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
