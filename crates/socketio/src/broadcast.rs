@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use socketio_proto::Packet;
 
+use crate::adapter::BroadcastOptions;
 use crate::error::{AckError, EmitError};
 use crate::namespace::Namespace;
-use crate::recovery::Targets;
 use crate::socket::{frames, Data};
 use crate::Socket;
 
@@ -19,9 +19,7 @@ use crate::Socket;
 #[derive(Clone)]
 pub struct BroadcastOperator {
     ns: Arc<Namespace>,
-    rooms: Vec<Arc<str>>,
-    except: Vec<Arc<str>>,
-    except_id: Option<Arc<str>>,
+    opts: BroadcastOptions,
     timeout: Duration,
 }
 
@@ -29,8 +27,7 @@ impl std::fmt::Debug for BroadcastOperator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BroadcastOperator")
             .field("namespace", &self.ns.name.as_str())
-            .field("rooms", &self.rooms)
-            .field("except", &self.except)
+            .field("options", &self.opts)
             .finish_non_exhaustive()
     }
 }
@@ -39,27 +36,25 @@ impl BroadcastOperator {
     pub(crate) fn new(ns: Arc<Namespace>) -> Self {
         Self {
             ns,
-            rooms: Vec::new(),
-            except: Vec::new(),
-            except_id: None,
+            opts: BroadcastOptions::default(),
             timeout: Duration::from_secs(5),
         }
     }
 
     pub(crate) fn except_id(mut self, id: Arc<str>) -> Self {
-        self.except_id = Some(id);
+        self.opts.except_id = Some(id);
         self
     }
 
     /// Adds `room` to the targets (sockets in any listed room).
     pub fn to(mut self, room: &str) -> Self {
-        self.rooms.push(Arc::from(room));
+        self.opts.rooms.push(Arc::from(room));
         self
     }
 
     /// Leaves out sockets in `room`.
     pub fn except(mut self, room: &str) -> Self {
-        self.except.push(Arc::from(room));
+        self.opts.except.push(Arc::from(room));
         self
     }
 
@@ -69,10 +64,28 @@ impl BroadcastOperator {
         self
     }
 
-    /// The selected sockets (`fetchSockets`).
+    /// Only this node's sockets (for adapters spanning several nodes).
+    pub fn local(mut self) -> Self {
+        self.opts.local = true;
+        self
+    }
+
+    /// The selected sockets of this node.
     pub fn sockets(&self) -> Vec<Socket> {
         self.ns
-            .targets(&self.rooms, &self.except, self.except_id.as_deref())
+            .adapter
+            .select_local(&self.opts)
+            .iter()
+            .filter_map(|id| self.ns.socket(id))
+            .collect()
+    }
+
+    /// The selected sockets of every node (`fetchSockets`).
+    pub async fn fetch_sockets(&self) -> Vec<Socket> {
+        self.ns
+            .adapter
+            .fetch_sockets(&self.ns.local, &self.opts)
+            .await
     }
 
     /// Emits to every selected socket; the packet is encoded once. Returns
@@ -89,16 +102,11 @@ impl BroadcastOperator {
         args: &T,
         binary: Vec<bytes::Bytes>,
     ) -> Result<usize, EmitError> {
-        let frames = self.ns.event_frames(event, args, binary, || Targets {
-            rooms: self.rooms.clone(),
-            except: self.except.clone(),
-            except_id: self.except_id.clone(),
-        })?;
-        let targets = self.sockets();
-        Ok(targets
-            .iter()
-            .filter(|s| s.send_frames(&frames).is_ok())
-            .count())
+        let frames = self.ns.event_frames(event, args, binary, &self.opts)?;
+        Ok(self
+            .ns
+            .adapter
+            .broadcast(&self.ns.local, &frames, &self.opts))
     }
 
     /// Emits to every selected socket and collects each acknowledgement
@@ -137,22 +145,29 @@ impl BroadcastOperator {
 
     /// Makes every selected socket join `room` (`socketsJoin`).
     pub fn join(&self, room: &str) {
-        for socket in self.sockets() {
-            socket.join(room);
-        }
+        self.ns.adapter.add_sockets(&self.opts, &[Arc::from(room)]);
     }
 
     /// Makes every selected socket leave `room` (`socketsLeave`).
     pub fn leave(&self, room: &str) {
-        for socket in self.sockets() {
-            socket.leave(room);
-        }
+        self.ns.adapter.del_sockets(&self.opts, &[Arc::from(room)]);
     }
 
     /// Disconnects every selected socket (`disconnectSockets`).
     pub fn disconnect(&self) {
-        for socket in self.sockets() {
-            socket.disconnect();
-        }
+        self.ns
+            .adapter
+            .disconnect_sockets(&self.ns.local, &self.opts);
+    }
+
+    /// Sends an event to the other nodes' servers (`serverSideEmit`);
+    /// returns how many nodes it reached (none with one node).
+    pub async fn server_side_emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+    ) -> Result<usize, EmitError> {
+        let args = serde_json::to_value(args).map_err(|e| EmitError::Encode(e.to_string()))?;
+        self.ns.adapter.server_side_emit(event, args).await
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use engineio::EngineConfig;
 
 /// Server options; every field has the reference server's default.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SocketIoConfig {
     /// Engine.IO options; the path defaults to `/socket.io/`.
     pub engine: EngineConfig,
@@ -16,6 +16,8 @@ pub struct SocketIoConfig {
     pub max_attachments: usize,
     /// Connection state recovery (default: off).
     pub recovery: Option<RecoveryConfig>,
+    /// Builds each namespace's adapter (default: [`crate::LocalAdapter`]).
+    pub adapter: Option<crate::adapter::AdapterFactory>,
 }
 
 /// Connection state recovery: a client that lost its connection and comes
@@ -50,11 +52,40 @@ impl Default for SocketIoConfig {
             connect_timeout: Duration::from_secs(45),
             max_attachments: socketio_proto::DEFAULT_MAX_ATTACHMENTS,
             recovery: None,
+            adapter: None,
         }
     }
 }
 
+impl std::fmt::Debug for SocketIoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIoConfig")
+            .field("engine", &self.engine)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recovery", &self.recovery)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SocketIoConfig {
+    /// Uses `factory` to build each namespace's adapter (e.g. one that
+    /// spans several nodes).
+    pub fn adapter(
+        mut self,
+        factory: impl Fn(&str) -> std::sync::Arc<dyn crate::Adapter> + Send + Sync + 'static,
+    ) -> Self {
+        self.adapter = Some(std::sync::Arc::new(factory));
+        self
+    }
+
+    /// The adapter for namespace `name`.
+    pub(crate) fn make_adapter(&self, name: &str) -> std::sync::Arc<dyn crate::Adapter> {
+        match &self.adapter {
+            Some(factory) => factory(name),
+            None => std::sync::Arc::new(crate::LocalAdapter::new(self.recovery.clone())),
+        }
+    }
+
     /// Sets the Engine.IO options.
     pub fn engine(mut self, engine: EngineConfig) -> Self {
         self.engine = engine;

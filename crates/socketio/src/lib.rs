@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+mod adapter;
 mod broadcast;
 mod config;
 mod error;
@@ -35,9 +36,14 @@ mod recovery;
 mod server;
 mod socket;
 
+pub use adapter::{
+    Adapter, AdapterFactory, BoxFuture, BroadcastOptions, LocalAdapter, LocalNamespace, Room,
+    SocketId,
+};
 pub use broadcast::BroadcastOperator;
 pub use config::{RecoveryConfig, SocketIoConfig};
 pub use error::{AckError, DisconnectReason, EmitError};
+pub use recovery::Restored;
 pub use server::{NamespaceRef, SioHandler, SocketIo};
 pub use socket::{AckSender, Data, Socket};
 

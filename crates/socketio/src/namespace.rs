@@ -1,7 +1,7 @@
-//! A namespace: its connection handler, middleware, sockets and rooms (the
-//! in-memory adapter).
+//! A namespace: its connection handler, middleware, this node's sockets,
+//! and the adapter that holds its rooms.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
@@ -11,9 +11,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use socketio_proto::Packet;
 
+use crate::adapter::{Adapter, BroadcastOptions, LocalNamespace};
 use crate::config::RecoveryConfig;
 use crate::error::EmitError;
-use crate::recovery::{Recovery, Targets};
 use crate::socket::frames;
 use crate::Socket;
 
@@ -52,12 +52,14 @@ pub(crate) struct Namespace {
     pub(crate) name: socketio_proto::Namespace,
     pub(crate) template: Template,
     sockets: RwLock<HashMap<Arc<str>, Socket>>,
-    rooms: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    pub(crate) adapter: Arc<dyn Adapter>,
+    /// A handle on this namespace for the adapter.
+    pub(crate) local: LocalNamespace,
     /// Ack ids for this namespace: one counter, so that a broadcast with
     /// acks can use a single id on every socket.
     pub(crate) next_ack: AtomicU64,
-    /// Connection state recovery, when enabled.
-    pub(crate) recovery: Option<Recovery>,
+    /// Connection state recovery settings, when enabled.
+    pub(crate) recovery: Option<RecoveryConfig>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -73,15 +75,21 @@ impl Namespace {
         name: socketio_proto::Namespace,
         template: Template,
         recovery: Option<RecoveryConfig>,
-    ) -> Self {
-        Self {
+        adapter: Arc<dyn Adapter>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             name,
             template,
             sockets: RwLock::new(HashMap::new()),
-            rooms: RwLock::new(HashMap::new()),
+            adapter,
+            local: LocalNamespace(me.clone()),
             next_ack: AtomicU64::new(0),
-            recovery: recovery.map(Recovery::new),
-        }
+            recovery,
+        })
+    }
+
+    pub(crate) fn socket(&self, id: &str) -> Option<Socket> {
+        read(&self.sockets).get(id).cloned()
     }
 
     /// The frames of an event, with its recovery offset appended and the
@@ -91,15 +99,14 @@ impl Namespace {
         event: &str,
         args: &T,
         binary: Vec<Bytes>,
-        targets: impl FnOnce() -> Targets,
+        opts: &BroadcastOptions,
     ) -> Result<Vec<engineio::SharedFrame>, EmitError> {
         let encode = |e: socketio_proto::Error| EmitError::Encode(e.to_string());
-        let Some(recovery) = &self.recovery else {
+        let Some(offset) = self.adapter.next_offset() else {
             return Ok(frames(
                 &event_packet(self.name.clone(), event, args, binary).map_err(encode)?,
             ));
         };
-        let offset = recovery.next_offset();
         let mut value = serde_json::to_value(args).map_err(|e| EmitError::Encode(e.to_string()))?;
         match &mut value {
             serde_json::Value::Array(items) => items.push(offset.to_string().into()),
@@ -108,7 +115,7 @@ impl Namespace {
         }
         let frames =
             frames(&event_packet(self.name.clone(), event, &value, binary).map_err(encode)?);
-        recovery.log(offset, targets(), frames.clone());
+        self.adapter.log_for_recovery(offset, opts, &frames);
         Ok(frames)
     }
 
@@ -122,54 +129,5 @@ impl Namespace {
 
     pub(crate) fn remove(&self, id: &str) {
         write(&self.sockets).remove(id);
-    }
-
-    pub(crate) fn join(&self, room: Arc<str>, id: Arc<str>) {
-        write(&self.rooms).entry(room).or_default().insert(id);
-    }
-
-    pub(crate) fn leave(&self, room: &str, id: &str) {
-        let mut rooms = write(&self.rooms);
-        if let Some(members) = rooms.get_mut(room) {
-            members.remove(id);
-            if members.is_empty() {
-                rooms.remove(room);
-            }
-        }
-    }
-
-    /// Sockets in any of `rooms` (every socket if `rooms` is empty), minus
-    /// those in `except` and the socket `except_id`.
-    pub(crate) fn targets(
-        &self,
-        rooms: &[Arc<str>],
-        except: &[Arc<str>],
-        except_id: Option<&str>,
-    ) -> Vec<Socket> {
-        let sockets = read(&self.sockets);
-        let room_index = read(&self.rooms);
-        let excluded: HashSet<&str> = except
-            .iter()
-            .filter_map(|r| room_index.get(r))
-            .flat_map(|members| members.iter().map(|m| &**m))
-            .chain(except_id)
-            .collect();
-        let keep = |id: &str| !excluded.contains(id);
-        if rooms.is_empty() {
-            sockets
-                .iter()
-                .filter(|(id, _)| keep(id))
-                .map(|(_, s)| s.clone())
-                .collect()
-        } else {
-            let mut seen = HashSet::new();
-            rooms
-                .iter()
-                .filter_map(|r| room_index.get(r))
-                .flat_map(|members| members.iter())
-                .filter(|id| keep(id) && seen.insert(Arc::clone(id)))
-                .filter_map(|id| sockets.get(id).cloned())
-                .collect()
-        }
     }
 }

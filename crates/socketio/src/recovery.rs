@@ -15,37 +15,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
+use crate::adapter::BroadcastOptions;
 use crate::config::RecoveryConfig;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Which sockets an event was for.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Targets {
-    pub(crate) rooms: Vec<Arc<str>>,
-    pub(crate) except: Vec<Arc<str>>,
-    pub(crate) except_id: Option<Arc<str>>,
-}
-
-impl Targets {
-    /// Whether a socket with `id` in `rooms` was a target.
-    fn includes(&self, id: &str, rooms: &HashSet<Arc<str>>) -> bool {
-        if self.except_id.as_deref() == Some(id) {
-            return false;
-        }
-        if self.except.iter().any(|r| rooms.contains(r)) {
-            return false;
-        }
-        self.rooms.is_empty() || self.rooms.iter().any(|r| rooms.contains(r))
-    }
-}
-
 struct Logged {
     offset: u64,
     at: Instant,
-    targets: Targets,
+    targets: BroadcastOptions,
     frames: Vec<engineio::SharedFrame>,
 }
 
@@ -58,10 +38,14 @@ pub(crate) struct Saved {
 }
 
 /// A socket brought back: its id, rooms, and what it missed.
-pub(crate) struct Restored {
-    pub(crate) id: Arc<str>,
-    pub(crate) rooms: Vec<Arc<str>>,
-    pub(crate) missed: Vec<engineio::SharedFrame>,
+#[derive(Debug)]
+pub struct Restored {
+    /// The socket id it had.
+    pub id: Arc<str>,
+    /// The rooms it was in.
+    pub rooms: Vec<Arc<str>>,
+    /// The frames of the events it missed, in order.
+    pub missed: Vec<engineio::SharedFrame>,
 }
 
 pub(crate) struct Recovery {
@@ -87,7 +71,12 @@ impl Recovery {
     }
 
     /// Logs an event sent with `offset`.
-    pub(crate) fn log(&self, offset: u64, targets: Targets, frames: Vec<engineio::SharedFrame>) {
+    pub(crate) fn log(
+        &self,
+        offset: u64,
+        targets: BroadcastOptions,
+        frames: Vec<engineio::SharedFrame>,
+    ) {
         let now = Instant::now();
         let mut log = lock(&self.log);
         log.push_back(Logged {
@@ -136,7 +125,7 @@ impl Recovery {
         }
         let missed = log
             .iter()
-            .filter(|e| e.offset > offset && e.targets.includes(&saved.id, &rooms))
+            .filter(|e| e.offset > offset && e.targets.selects(&saved.id, &rooms))
             .flat_map(|e| e.frames.iter().cloned())
             .collect();
         Some(Restored {

@@ -103,8 +103,9 @@ impl SocketIo {
         };
         let middlewares = template.middlewares.clone();
         if let Ok(ns_name) = socketio_proto::Namespace::new(name.to_owned()) {
-            let recovery = self.server().config.recovery.clone();
-            let ns = Arc::new(Namespace::new(ns_name, template, recovery));
+            let config = &self.server().config;
+            let adapter = config.make_adapter(name);
+            let ns = Namespace::new(ns_name, template, config.recovery.clone(), adapter);
             self.server()
                 .namespaces
                 .write()
@@ -196,11 +197,12 @@ impl Server {
             .map(|(_, t)| t.clone())?;
         let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
         let ns = namespaces.entry(name.as_str().into()).or_insert_with(|| {
-            Arc::new(Namespace::new(
+            Namespace::new(
                 name.clone(),
                 template,
                 self.config.recovery.clone(),
-            ))
+                self.config.make_adapter(name.as_str()),
+            )
         });
         Some(ns.clone())
     }
@@ -248,27 +250,53 @@ impl Server {
         let mut auth = packet
             .payload_as::<serde_json::Value>()
             .unwrap_or(serde_json::Value::Null);
-        let (socket, missed) = match try_restore(&ns, engine, &mut auth) {
-            Some(restored) => restored,
-            None => (Socket::new(ns.clone(), engine.clone(), auth), Vec::new()),
-        };
-        let skip = socket.recovered()
-            && ns
-                .recovery
-                .as_ref()
-                .is_some_and(|r| r.config.skip_middlewares);
-        let middlewares = if skip { Vec::new() } else { ns.middlewares() };
-        if middlewares.is_empty() {
-            admit(client, &ns, socket, missed);
+        let resume = ns.recovery.as_ref().and_then(|_| take_resume(&mut auth));
+        let middlewares = ns.middlewares();
+        if resume.is_none() && middlewares.is_empty() {
+            admit(
+                client,
+                &ns,
+                Socket::new(ns.clone(), engine.clone(), auth),
+                Vec::new(),
+            );
             return;
         }
         let client = client.clone();
         let engine = engine.clone();
         tokio::spawn(async move {
-            for middleware in middlewares {
-                if let Err(message) = middleware(socket.clone()).await {
-                    let _ = send(&engine, &Packet::connect_error(ns.name.clone(), &message));
-                    return;
+            let restored = match resume {
+                Some((pid, offset)) => ns
+                    .adapter
+                    .restore_session(&pid, &offset)
+                    .await
+                    .map(|r| (pid, r)),
+                None => None,
+            };
+            let (socket, missed) = match restored {
+                Some((pid, restored)) => {
+                    let socket = Socket::with_identity(
+                        ns.clone(),
+                        engine.clone(),
+                        auth,
+                        restored.id,
+                        Some(Arc::from(pid.as_str())),
+                        true,
+                    );
+                    for room in &restored.rooms {
+                        socket.join(room);
+                    }
+                    (socket, restored.missed)
+                }
+                None => (Socket::new(ns.clone(), engine.clone(), auth), Vec::new()),
+            };
+            let skip =
+                socket.recovered() && ns.recovery.as_ref().is_some_and(|r| r.skip_middlewares);
+            if !skip {
+                for middleware in middlewares {
+                    if let Err(message) = middleware(socket.clone()).await {
+                        let _ = send(&engine, &Packet::connect_error(ns.name.clone(), &message));
+                        return;
+                    }
                 }
             }
             if !engine.is_closed() {
@@ -278,32 +306,13 @@ impl Server {
     }
 }
 
-/// A CONNECT whose auth carries `pid` and `offset` of a session the
-/// namespace still holds: the socket comes back with its id, rooms and the
-/// events it missed. The two fields are taken out of the auth either way.
-fn try_restore(
-    ns: &Arc<Namespace>,
-    engine: &engineio::Socket,
-    auth: &mut serde_json::Value,
-) -> Option<(Socket, Vec<engineio::SharedFrame>)> {
-    let recovery = ns.recovery.as_ref()?;
+/// Takes `pid` and `offset` (a reconnecting client's claim to a dropped
+/// session) out of the auth payload.
+fn take_resume(auth: &mut serde_json::Value) -> Option<(String, String)> {
     let fields = auth.as_object_mut()?;
     let pid = fields.remove("pid");
     let offset = fields.remove("offset");
-    let (pid, offset) = (pid?.as_str()?.to_owned(), offset?.as_str()?.to_owned());
-    let restored = recovery.restore(&pid, &offset)?;
-    let socket = Socket::with_identity(
-        ns.clone(),
-        engine.clone(),
-        auth.clone(),
-        restored.id,
-        Some(Arc::from(pid.as_str())),
-        true,
-    );
-    for room in &restored.rooms {
-        socket.join(room);
-    }
-    Some((socket, restored.missed))
+    Some((pid?.as_str()?.to_owned(), offset?.as_str()?.to_owned()))
 }
 
 fn send(engine: &engineio::Socket, packet: &Packet) -> bool {

@@ -1,7 +1,7 @@
 //! One socket: a client's connection to one namespace. Events in and out,
 //! acknowledgements both ways, rooms.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -36,7 +36,6 @@ pub(crate) struct SocketInner {
     handlers: RwLock<HashMap<Box<str>, EventHandler>>,
     on_disconnect: Mutex<Option<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Data>>>,
-    rooms: Mutex<HashSet<Arc<str>>>,
     connected: AtomicBool,
     /// Private session id, when connection state recovery is on.
     pid: Option<Arc<str>>,
@@ -133,7 +132,6 @@ impl Socket {
             handlers: RwLock::new(HashMap::new()),
             on_disconnect: Mutex::new(None),
             acks: Mutex::new(HashMap::new()),
-            rooms: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(false),
             pid,
             recovered,
@@ -164,7 +162,8 @@ impl Socket {
         self.0.ns.name.as_str()
     }
 
-    /// The `auth` payload the client connected with (`null` if none).
+    /// The `auth` payload the client connected with (`{}` if none, as in
+    /// the reference server).
     pub fn auth(&self) -> &serde_json::Value {
         &self.0.auth
     }
@@ -267,22 +266,23 @@ impl Socket {
 
     /// Joins `room`.
     pub fn join(&self, room: &str) {
-        let room: Arc<str> = Arc::from(room);
-        if lock(&self.0.rooms).insert(room.clone()) {
-            self.0.ns.join(room, self.id_arc());
-        }
+        self.0.ns.adapter.join(&self.id_arc(), &Arc::from(room));
     }
 
     /// Leaves `room`.
     pub fn leave(&self, room: &str) {
-        if lock(&self.0.rooms).remove(room) {
-            self.0.ns.leave(room, self.id());
-        }
+        self.0.ns.adapter.leave(self.id(), room);
     }
 
     /// The rooms the socket is in (its own id among them).
     pub fn rooms(&self) -> Vec<String> {
-        lock(&self.0.rooms).iter().map(|r| r.to_string()).collect()
+        self.0
+            .ns
+            .adapter
+            .rooms_of(self.id())
+            .iter()
+            .map(|r| r.to_string())
+            .collect()
     }
 
     /// Everyone in the namespace but this socket.
@@ -369,18 +369,12 @@ impl Socket {
         if !self.0.connected.swap(false, Ordering::AcqRel) {
             return;
         }
-        let rooms: Vec<Arc<str>> = lock(&self.0.rooms).drain().collect();
-        for room in &rooms {
-            self.0.ns.leave(room, self.id());
-        }
-        let involuntary = matches!(
-            reason,
-            DisconnectReason::TransportClose
-                | DisconnectReason::TransportError
-                | DisconnectReason::PingTimeout
-        );
-        if let (Some(recovery), Some(pid), true) = (&self.0.ns.recovery, &self.0.pid, involuntary) {
-            recovery.save(pid.clone(), self.id_arc(), rooms);
+        let rooms = self.0.ns.adapter.leave_all(self.id());
+        if let (Some(pid), true) = (&self.0.pid, crate::adapter::recoverable(reason)) {
+            self.0
+                .ns
+                .adapter
+                .save_session(pid.clone(), self.id_arc(), rooms);
         }
         self.0.ns.remove(self.id());
         lock(&self.0.acks).clear();
