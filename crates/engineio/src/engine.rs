@@ -171,7 +171,7 @@ impl<H: Handler> Engine<H> {
                 let existing = match sid {
                     Some(sid) => match inner.session(sid) {
                         Some(s) if s.lock().transport == TransportKind::Polling => Some(s),
-                        Some(_) => return error_response(EngineError::BadRequest),
+                        Some(_) => return crate::websocket::refuse(inner, req),
                         None => return error_response(EngineError::UnknownSid),
                     },
                     None => None,
@@ -378,12 +378,14 @@ impl Closer for NoCloser {
     }
 }
 
-/// Pings every interval; closes the session when a pong is late.
+/// Pings an interval after the open and after each pong (as the reference
+/// server does); closes the session when a pong is late.
 async fn heartbeat<H: Handler>(inner: Arc<Inner<H>>, session: Arc<Session>) {
     let interval = inner.config.ping_interval;
     let timeout = inner.config.ping_timeout;
+    let mut next_ping = tokio::time::Instant::now() + interval;
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep_until(next_ping).await;
         if session.is_closed() {
             return;
         }
@@ -392,14 +394,23 @@ async fn heartbeat<H: Handler>(inner: Arc<Inner<H>>, session: Arc<Session>) {
             inner.close_session(&session, CloseReason::SlowClient);
             return;
         }
-        tokio::time::sleep(timeout).await;
-        if session.is_closed() {
-            return;
+        let deadline = tokio::time::sleep_until(next_ping + timeout);
+        tokio::pin!(deadline);
+        while !session.pong_seen.load(Ordering::Acquire) {
+            tokio::select! {
+                _ = &mut deadline => {
+                    if session.is_closed() {
+                        return;
+                    }
+                    if !session.pong_seen.load(Ordering::Acquire) {
+                        inner.close_session(&session, CloseReason::PingTimeout);
+                        return;
+                    }
+                }
+                _ = session.pong.notified() => {}
+            }
         }
-        if !session.pong_seen.load(Ordering::Acquire) {
-            inner.close_session(&session, CloseReason::PingTimeout);
-            return;
-        }
+        next_ping = tokio::time::Instant::now() + interval;
     }
 }
 

@@ -38,12 +38,14 @@ mod config;
 mod engine;
 mod polling;
 mod socket;
+mod tower;
 mod websocket;
 
 pub use config::{AllowRequest, Cors, EngineConfig};
 pub use engine::{peer_addr, Engine};
 pub use engineio_proto::EngineError;
 pub use socket::{CloseReason, Socket, TransportKind};
+pub use tower::{EngineLayer, EngineService};
 pub use ws::SharedFrame;
 
 use bytes::Bytes;

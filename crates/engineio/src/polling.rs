@@ -73,8 +73,15 @@ pub(crate) async fn poll<H: Handler>(
         notified.as_mut().enable();
         {
             let mut state = session.lock();
-            if state.closed.is_some() {
-                return payload_response(&[SharedFrame::text("1")]);
+            if let Some(reason) = state.closed {
+                // The client's own close packet releases the poll with a
+                // noop, as the reference server does; other ends send close.
+                let packet = if reason == CloseReason::TransportClose {
+                    "6"
+                } else {
+                    "1"
+                };
+                return payload_response(&[SharedFrame::text(packet)]);
             }
             if state.noop_pending || state.transport != TransportKind::Polling {
                 state.noop_pending = false;

@@ -74,6 +74,8 @@ pub(crate) struct Session {
     pub(crate) state: Mutex<State>,
     pub(crate) wake: Notify,
     pub(crate) pong_seen: AtomicBool,
+    /// Woken on each pong, so the next ping is scheduled from it.
+    pub(crate) pong: Notify,
     max_queued: usize,
     pub(crate) request: http::request::Parts,
 }
@@ -96,6 +98,7 @@ impl Session {
             }),
             wake: Notify::new(),
             pong_seen: AtomicBool::new(true),
+            pong: Notify::new(),
             max_queued,
             request,
         }
@@ -215,4 +218,5 @@ impl Eq for Socket {}
 
 pub(crate) fn pong_received(session: &Session) {
     session.pong_seen.store(true, Ordering::Release);
+    session.pong.notify_one();
 }

@@ -54,6 +54,27 @@ pub(crate) fn upgrade<H: Handler, B>(
     response
 }
 
+/// A WebSocket for a session already on WebSocket: the reference server
+/// completes the handshake and closes it at once, leaving the session be.
+pub(crate) fn refuse<H: Handler, B>(
+    inner: &Arc<Inner<H>>,
+    mut req: Request<B>,
+) -> Response<ResponseBody> {
+    let (response, pending) = match ws::upgrade::<B, ResponseBody>(&mut req, &inner.acceptor) {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::debug!("websocket upgrade refused: {e}");
+            return error_response(EngineError::BadRequest);
+        }
+    };
+    tokio::spawn(async move {
+        if let Ok(mut socket) = pending.await {
+            let _ = socket.close(None).await;
+        }
+    });
+    response
+}
+
 /// The upgrade dance for a polling session, then the normal loop.
 async fn upgrade_session<H, S>(
     inner: Arc<Inner<H>>,

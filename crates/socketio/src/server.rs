@@ -147,6 +147,12 @@ impl SocketIo {
         self.of("/").map(|op| op.to(room))
     }
 
+    /// A tower layer serving Socket.IO under its path in front of another
+    /// service (an axum `Router`, a hyper app).
+    pub fn layer(&self) -> engineio::EngineLayer<SioHandler> {
+        engineio::EngineLayer::new(self.engine.clone())
+    }
+
     /// The Engine.IO server underneath (for `handle` in a larger HTTP app).
     pub fn engine(&self) -> &Engine<SioHandler> {
         &self.engine
@@ -249,7 +255,7 @@ impl Server {
         };
         let mut auth = packet
             .payload_as::<serde_json::Value>()
-            .unwrap_or(serde_json::Value::Null);
+            .unwrap_or_else(|_| serde_json::json!({}));
         let resume = ns.recovery.as_ref().and_then(|_| take_resume(&mut auth));
         let middlewares = ns.middlewares();
         if resume.is_none() && middlewares.is_empty() {
