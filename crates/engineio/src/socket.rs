@@ -197,6 +197,21 @@ impl Socket {
         }
     }
 
+    /// Queues a packet that may be dropped: if the session already has a
+    /// backlog (a slow or disconnected transport), the packet is dropped
+    /// and the session is left alone. Returns whether it was queued.
+    pub fn send_volatile(&self, frame: SharedFrame) -> bool {
+        const VOLATILE_BACKLOG: usize = 16;
+        let mut state = self.session.lock();
+        if state.closed.is_some() || state.queue.len() >= VOLATILE_BACKLOG {
+            return false;
+        }
+        state.queue.push_back(frame);
+        drop(state);
+        self.session.wake.notify_one();
+        true
+    }
+
     /// Ends the session.
     pub fn close(&self) {
         self.closer.close(&self.session, CloseReason::ServerClose);

@@ -283,3 +283,39 @@ async fn cors_and_allow_request() {
     assert!(raw.starts_with("HTTP/1.1 403"), "{raw}");
     assert!(raw.contains("\"code\":4"), "{raw}");
 }
+
+/// Keeps the last opened socket so a test can send from the server side.
+#[derive(Default, Clone)]
+struct Keep(std::sync::Arc<std::sync::Mutex<Option<Socket>>>);
+
+impl Handler for Keep {
+    fn on_open(&self, socket: &Socket) {
+        *self.0.lock().unwrap() = Some(socket.clone());
+    }
+    fn on_message(&self, _: &Socket, _: Utf8Bytes) {}
+    fn on_binary(&self, _: &Socket, _: Bytes) {}
+    fn on_close(&self, _: &Socket, _: CloseReason) {}
+}
+
+#[tokio::test]
+async fn volatile_packets_drop_and_a_full_queue_closes_a_slow_session() {
+    let keep = Keep::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(Engine::new(EngineConfig::default(), keep.clone()).serve(listener));
+    let (sid, _) = handshake(addr).await;
+    let socket = keep.0.lock().unwrap().clone().unwrap();
+    // Nobody polls: volatile packets pile up to a small backlog, then drop.
+    let queued = (0..40)
+        .filter(|i| socket.send_volatile(engineio::text_frame(&format!("v{i}"))))
+        .count();
+    assert_eq!(queued, 16);
+    assert!(!socket.is_closed());
+    let (_, _, body) = http(addr, "GET", &poll_path(&sid), b"").await;
+    assert_eq!(body.split('\x1e').count(), 16);
+    // Ordinary packets are never dropped: a client that stops reading is
+    // closed once its queue is full.
+    let sent = (0..10_000).take_while(|_| socket.send_text("x")).count();
+    assert_eq!(sent, EngineConfig::default().max_queued_packets);
+    assert!(socket.is_closed());
+}

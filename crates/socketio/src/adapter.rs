@@ -43,6 +43,9 @@ pub struct BroadcastOptions {
     pub except_id: Option<SocketId>,
     /// This node only.
     pub local: bool,
+    /// The event may be dropped for sockets that are not ready; it is not
+    /// logged for recovery.
+    pub volatile: bool,
 }
 
 impl BroadcastOptions {
@@ -72,11 +75,22 @@ impl LocalNamespace {
     }
 
     /// Queues `frames` on each listed local socket; returns how many took
-    /// them.
-    pub fn deliver(&self, ids: &[SocketId], frames: &[engineio::SharedFrame]) -> usize {
+    /// them. Volatile frames are dropped for sockets with a backlog.
+    pub fn deliver(
+        &self,
+        ids: &[SocketId],
+        frames: &[engineio::SharedFrame],
+        volatile: bool,
+    ) -> usize {
         ids.iter()
             .filter_map(|id| self.socket(id))
-            .filter(|s| s.send_frames(frames).is_ok())
+            .filter(|s| {
+                if volatile {
+                    frames.iter().all(|f| s.engine().send_volatile(f.clone()))
+                } else {
+                    s.send_frames(frames).is_ok()
+                }
+            })
             .count()
     }
 }
@@ -103,7 +117,7 @@ pub trait Adapter: Send + Sync + 'static {
         frames: &[engineio::SharedFrame],
         opts: &BroadcastOptions,
     ) -> usize {
-        ns.deliver(&self.select_local(opts), frames)
+        ns.deliver(&self.select_local(opts), frames, opts.volatile)
     }
 
     /// The selected sockets, of every node. The in-memory adapter returns

@@ -64,6 +64,13 @@ impl BroadcastOperator {
         self
     }
 
+    /// The event may be lost for sockets that are not ready to take it
+    /// (never logged for recovery, never closes a slow socket).
+    pub fn volatile(mut self) -> Self {
+        self.opts.volatile = true;
+        self
+    }
+
     /// Only this node's sockets (for adapters spanning several nodes).
     pub fn local(mut self) -> Self {
         self.opts.local = true;

@@ -102,7 +102,12 @@ impl Namespace {
         opts: &BroadcastOptions,
     ) -> Result<Vec<engineio::SharedFrame>, EmitError> {
         let encode = |e: socketio_proto::Error| EmitError::Encode(e.to_string());
-        let Some(offset) = self.adapter.next_offset() else {
+        let offset = if opts.volatile {
+            None
+        } else {
+            self.adapter.next_offset()
+        };
+        let Some(offset) = offset else {
             return Ok(frames(
                 &event_packet(self.name.clone(), event, args, binary).map_err(encode)?,
             ));
