@@ -38,6 +38,8 @@
 //! assert_eq!(&out[..], &body[..]);
 //! ```
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod error;
 pub mod handshake;
 pub mod packet;

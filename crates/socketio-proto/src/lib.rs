@@ -38,6 +38,8 @@
 //! # Ok::<(), socketio_proto::Error>(())
 //! ```
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod binary;
 mod error;
 mod json;
