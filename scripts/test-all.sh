@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit/integration/doc
-# tests, end-to-end tests with the official socket.io-client, and the Autobahn
+# tests, end-to-end tests with the official Socket.IO clients (Node and Python), and
+# the Autobahn
 # conformance run against our server and our client. Installs what it needs
-# (npm packages; the Autobahn testsuite in a Python 2.7 virtualenv).
+# (npm and pip packages; the Autobahn testsuite in a Python 2.7 virtualenv).
 #
 #   scripts/test-all.sh                    everything
 #   SKIP_AUTOBAHN=1 scripts/test-all.sh    without the Autobahn runs
@@ -22,6 +23,9 @@ cargo test --workspace --locked
 
 step "Socket.IO end to end: official socket.io-client (Node)"
 e2e/node/run.sh
+
+step "Socket.IO end to end: official python-socketio client"
+e2e/python/run.sh
 
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     step "Autobahn: our server (fuzzingclient mode), CI case set"

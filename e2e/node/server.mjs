@@ -18,10 +18,10 @@ async function freePort() {
   });
 }
 
-export async function startServer() {
+export async function startServer(extraArgs = []) {
   const port = await freePort();
   const bin = process.env.DUPLEX_E2E_SERVER ?? path.join(root, "target/release/examples/e2e_server");
-  const child = spawn(bin, [`127.0.0.1:${port}`], { stdio: ["ignore", "inherit", "pipe"] });
+  const child = spawn(bin, [`127.0.0.1:${port}`, ...extraArgs], { stdio: ["ignore", "inherit", "pipe"] });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("e2e_server did not start")), 10000);
     child.stderr.on("data", (chunk) => {

@@ -132,9 +132,16 @@ for (const [name, opts, expected] of [
   });
 }
 
-test("connection state recovery: same id, rooms kept, missed broadcasts replayed", async () => {
-  const a = await connected(connect("/", { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 }));
-  const b = await connected(connect());
+test("connection state recovery: same id, rooms kept, missed events replayed", async (t) => {
+  const rec = await startServer(["--recovery"]);
+  t.after(() => rec.stop());
+  const open = (opts = {}) => {
+    const socket = io(rec.url, { forceNew: true, reconnection: false, ...opts });
+    sockets.push(socket);
+    return socket;
+  };
+  const a = await connected(open({ reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 }));
+  const b = await connected(open());
   await a.timeout(2000).emitWithAck("join", "green");
   const got = [];
   a.on("room-message", (m) => got.push(m));
@@ -160,8 +167,11 @@ test("connection state recovery: same id, rooms kept, missed broadcasts replayed
   assert.deepEqual(got, ["before", "missed-1", "missed-2", "after"]);
 });
 
-test("a fresh socket is not recovered", async () => {
-  const s = connect();
+test("a fresh socket is not recovered", async (t) => {
+  const rec = await startServer(["--recovery"]);
+  t.after(() => rec.stop());
+  const s = io(rec.url, { forceNew: true, reconnection: false });
+  sockets.push(s);
   const [, , recovered] = await once(s, "welcome");
   await connected(s);
   assert.equal(recovered, false);

@@ -2,7 +2,7 @@
 //! drive with the official Socket.IO clients.
 //!
 //! ```text
-//! cargo run --release -p duplex-socketio --example e2e_server -- 127.0.0.1:PORT
+//! cargo run --release -p duplex-socketio --example e2e_server -- 127.0.0.1:PORT [--recovery]
 //! ```
 //!
 //! Namespaces `/` and `/custom` share these events:
@@ -14,8 +14,9 @@
 //! - `join` (room): joins it and acknowledges;
 //! - `to-room` (room, payload): emits `room-message` (payload) to the room.
 //!
-//! Connection state recovery is on: broadcasts carry an offset as their
-//! last argument, and `welcome` says whether the socket recovered.
+//! With `--recovery`, connection state recovery is on: events carry an
+//! offset as their last argument (as the reference server sends them), and
+//! `welcome` says whether the socket recovered.
 //!
 //! `/private` admits only `auth.token == "secret"`; others get a
 //! `connect_error` with message "invalid token".
@@ -70,10 +71,15 @@ fn handlers(io: SocketIo, socket: Socket) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:3100".into());
-    let io = SocketIo::new(SocketIoConfig::default().recovery(RecoveryConfig::default()));
+    let mut addr = "127.0.0.1:3100".to_owned();
+    let mut config = SocketIoConfig::default();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--recovery" => config = config.recovery(RecoveryConfig::default()),
+            other => addr = other.to_owned(),
+        }
+    }
+    let io = SocketIo::new(config);
     for name in ["/", "/custom"] {
         let io2 = io.clone();
         io.namespace(name, move |socket| handlers(io2.clone(), socket));

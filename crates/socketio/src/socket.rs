@@ -11,6 +11,7 @@ use serde::Serialize;
 use socketio_proto::Packet;
 use tokio::sync::oneshot;
 
+use crate::adapter::BroadcastOptions;
 use crate::broadcast::BroadcastOperator;
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::namespace::Namespace;
@@ -216,11 +217,15 @@ impl Socket {
         args: &T,
         binary: Vec<Bytes>,
     ) -> Result<(), EmitError> {
-        // Events to one socket are not logged for recovery (as in the
-        // reference server, only broadcasts carry offsets).
-        let packet = crate::namespace::event_packet(self.0.ns.name.clone(), event, args, binary)
-            .map_err(|e| EmitError::Encode(e.to_string()))?;
-        self.send_packet(&packet)
+        // With recovery on, events to one socket carry an offset and are
+        // logged like broadcasts to the socket's own room, so a recovered
+        // socket gets them back too (as the reference server does).
+        let opts = BroadcastOptions {
+            rooms: vec![self.id_arc()],
+            ..BroadcastOptions::default()
+        };
+        let frames = self.0.ns.event_frames(event, args, binary, &opts)?;
+        self.send_frames(&frames)
     }
 
     /// Emits `event` and waits up to `timeout` for the client's
