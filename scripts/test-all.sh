@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit/integration/doc
-# tests, end-to-end tests with the official Socket.IO clients (Node and Python), and
-# the Autobahn
-# conformance run against our server and our client. Installs what it needs
-# (npm and pip packages; the Autobahn testsuite in a Python 2.7 virtualenv).
+# tests, end-to-end tests with the official Socket.IO clients (Node and
+# Python), and the Autobahn conformance run against our server and our client.
+# Installs what it needs (npm and pip packages; the Autobahn testsuite in a
+# Python 2.7 virtualenv).
 #
 #   scripts/test-all.sh                    everything
 #   SKIP_AUTOBAHN=1 scripts/test-all.sh    without the Autobahn runs
