@@ -11,7 +11,7 @@
 # the idle-memory slope is measured.
 #
 # Usage:
-#   bench/run-echo.sh              # full matrix, ~6 minutes
+#   bench/run-echo.sh              # full matrix, ~4 min + ~2 min idle memory
 #   QUICK=1 bench/run-echo.sh      # smoke run: 20 B x 100 connections, 2 s
 #
 # Environment (all optional):
@@ -65,7 +65,8 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     log "building (release)"
     # --bin too: a target filter like --example applies to every -p package.
     cargo build --release -p duplex-ws --example echo_server -p duplex-bench --bin duplex-bench
-    cargo build --release --manifest-path bench/peers/Cargo.toml
+    cargo build --release --manifest-path bench/peers/Cargo.toml \
+        --bin fastwebsockets-echo --bin tungstenite-echo
 fi
 
 # Private copies, so a rebuild elsewhere in the tree cannot swap a binary

@@ -132,7 +132,7 @@ fn write_meta(out: &mut String, m: &Line) -> Result<()> {
         out,
         "Run {} on {} ({} cores, Linux {}, load average {} at the start); \
          fastwebsockets {}, tokio-tungstenite {}; {} s measured after {} s of warm-up per cell.\n",
-        text(&m.date),
+        m.date.as_deref().map_or("?".to_owned(), fmt_date),
         text(&m.cpu),
         m.cores.map_or("?".to_owned(), |c| c.to_string()),
         text(&m.kernel),
@@ -152,8 +152,26 @@ fn write_echo_tables(
 ) -> Result<()> {
     let peers: Vec<&String> = servers.iter().filter(|s| *s != OURS).collect();
     let ours_present = servers.iter().any(|s| s == OURS);
+    // Runs per cell; cells measured a different number of times say so.
+    let runs = echo
+        .values()
+        .flat_map(|cells| cells.values())
+        .map(|c| c.per_cpu.len())
+        .max()
+        .unwrap_or(0);
+    let fmt_cell = |cell: Option<&Cell>, series: fn(&Cell) -> &Vec<f64>, fmt: fn(f64) -> String| {
+        fmt_cell(cell, series, fmt, runs)
+    };
 
-    writeln!(out, "Messages per server CPU-second (higher is better):\n")?;
+    let median_of = if runs > 1 {
+        format!(", median of {runs} runs")
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "Messages per server CPU-second (higher is better{median_of}):\n"
+    )?;
     write!(out, "| size | connections |")?;
     for s in servers {
         write!(out, " {s} |")?;
@@ -191,24 +209,26 @@ fn write_echo_tables(
     writeln!(
         out,
         "\nDetails: wall-clock messages per second, round-trip latency, and CPU use \
-         of the server and of the client (1.00 = one full core):\n"
+         of the server and of the client (1.00 = one full core){median_of}:\n"
     )?;
     writeln!(
         out,
-        "| size | connections | server | msgs/s | p50 µs | p99 µs | server CPU | client CPU |"
+        "| size | connections | server | msgs / server CPU-s, min – max | msgs/s | p50 µs | p99 µs \
+         | server CPU | client CPU |"
     )?;
     writeln!(
         out,
-        "| ---: | ---: | :--- | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for (&(size, conns), cells) in echo {
         for s in servers {
             let Some(cell) = cells.get(s) else { continue };
             writeln!(
                 out,
-                "| {} | {} | {s} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {s} | {} | {} | {} | {} | {} | {} |",
                 fmt_size(size),
                 fmt_count(conns),
+                fmt_range(&cell.per_cpu),
                 fmt_cell(Some(cell), |c| &c.per_sec, fmt_rate),
                 fmt_cell(Some(cell), |c| &c.p50, |v| format!("{v:.0}")),
                 fmt_cell(Some(cell), |c| &c.p99, |v| format!("{v:.0}")),
@@ -284,10 +304,13 @@ fn median(values: &[f64]) -> Option<f64> {
 }
 
 /// A cell's median of one series, "failed" if every run of it failed.
+/// `usual_runs` is how many runs most cells had; a cell with another count
+/// shows its own.
 fn fmt_cell(
     cell: Option<&Cell>,
-    series: impl Fn(&Cell) -> &Vec<f64>,
-    fmt: impl Fn(f64) -> String,
+    series: fn(&Cell) -> &Vec<f64>,
+    fmt: fn(f64) -> String,
+    usual_runs: usize,
 ) -> String {
     let Some(cell) = cell else {
         return "–".to_owned();
@@ -296,7 +319,7 @@ fn fmt_cell(
         Some(v) => {
             let runs = series(cell).len();
             let mut s = fmt(v);
-            if runs > 1 {
+            if runs != usual_runs {
                 s.push_str(&format!(" (n={runs})"));
             }
             if cell.failures > 0 {
@@ -306,6 +329,35 @@ fn fmt_cell(
         }
         None if cell.failures > 0 => "failed".to_owned(),
         None => "–".to_owned(),
+    }
+}
+
+/// `20250102T030405Z` as `2025-01-02 03:04 UTC`; anything else as it is.
+fn fmt_date(stamp: &str) -> String {
+    let b = stamp.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() == 16 && digits(0..8) && b[8] == b'T' && digits(9..15) && b[15] == b'Z' {
+        format!(
+            "{}-{}-{} {}:{} UTC",
+            &stamp[0..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[9..11],
+            &stamp[11..13]
+        )
+    } else {
+        stamp.to_owned()
+    }
+}
+
+/// "min – max" of a series, or "–".
+fn fmt_range(values: &[f64]) -> String {
+    let min = values.iter().copied().reduce(f64::min);
+    let max = values.iter().copied().reduce(f64::max);
+    match (min, max) {
+        (Some(a), Some(b)) if values.len() > 1 => format!("{} – {}", fmt_rate(a), fmt_rate(b)),
+        (Some(a), _) => fmt_rate(a),
+        _ => "–".to_owned(),
     }
 }
 
@@ -361,7 +413,10 @@ mod tests {
 {"scenario":"idle","server":"duplex","connections":1000,"rss_before_kib":2000,"rss_after_kib":3000,"kib_per_connection":1.0,"slope_from_connections":0,"slope_kib_per_connection":1.0}
 "#;
         let md = render(jsonl).unwrap();
-        assert!(md.starts_with("Run 20250101T000000Z on x (2 cores"), "{md}");
+        assert!(
+            md.starts_with("Run 2025-01-01 00:00 UTC on x (2 cores"),
+            "{md}"
+        );
         assert!(!md.contains("| ? |"), "{md}");
         assert!(
             md.contains("| 20 B | 100 | 200.0k | 160.0k | failed | 1.25x | – |"),
@@ -381,5 +436,7 @@ mod tests {
         assert_eq!(fmt_count(10_000), "10,000");
         assert_eq!(fmt_count(1), "1");
         assert_eq!(fmt_size(16384), "16 KiB");
+        assert_eq!(fmt_date("20261125T214726Z"), "2026-11-25 21:47 UTC");
+        assert_eq!(fmt_date("yesterday"), "yesterday");
     }
 }

@@ -567,7 +567,8 @@ impl Packet {
     /// A BINARY_EVENT packet: like [`Packet::event`], with `args` already
     /// holding a [`Placeholder`](crate::Placeholder) (or
     /// [`placeholder`](crate::placeholder) value) where each attachment
-    /// goes. The encoder writes the attachment count.
+    /// goes. The encoder writes the attachment count. Without attachments
+    /// it is a plain EVENT, as the reference encoder makes it.
     ///
     /// # Errors
     ///
@@ -597,7 +598,11 @@ impl Packet {
         ack_id: Option<u64>,
     ) -> Result<Packet, Error> {
         Ok(Packet {
-            kind: PacketKind::BinaryEvent,
+            kind: if attachments.is_empty() {
+                PacketKind::Event
+            } else {
+                PacketKind::BinaryEvent
+            },
             namespace,
             ack_id,
             payload: Some(event_payload(name, args)?),
@@ -606,7 +611,7 @@ impl Packet {
     }
 
     /// A BINARY_ACK packet: like [`Packet::ack`], with placeholders in
-    /// `args` for the attachments.
+    /// `args` for the attachments (a plain ACK without attachments).
     ///
     /// # Errors
     ///
@@ -632,7 +637,11 @@ impl Packet {
         attachments: Vec<Bytes>,
     ) -> Result<Packet, Error> {
         Ok(Packet {
-            kind: PacketKind::BinaryAck,
+            kind: if attachments.is_empty() {
+                PacketKind::Ack
+            } else {
+                PacketKind::BinaryAck
+            },
             namespace,
             ack_id: Some(ack_id),
             payload: Some(ack_payload(args)?),
