@@ -62,6 +62,8 @@ pub(crate) struct State {
     /// A WebSocket probe succeeded and the pending poll must be released
     /// with a noop.
     pub(crate) noop_pending: bool,
+    /// A WebSocket is probing this polling session; a second one is refused.
+    pub(crate) upgrading: bool,
     /// A poll request is waiting.
     pub(crate) poll_active: bool,
     pub(crate) closed: Option<CloseReason>,
@@ -93,6 +95,7 @@ impl Session {
                 queue: VecDeque::new(),
                 transport,
                 noop_pending: false,
+                upgrading: false,
                 poll_active: false,
                 closed: None,
             }),

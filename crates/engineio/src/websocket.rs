@@ -86,27 +86,48 @@ async fn upgrade_session<H, S>(
 {
     let deadline = tokio::time::sleep(inner.config.upgrade_timeout);
     tokio::pin!(deadline);
+    let mut probed = false;
     loop {
         let message = tokio::select! {
-            _ = &mut deadline => return,
+            _ = &mut deadline => {
+                if probed {
+                    session.lock().upgrading = false;
+                }
+                return;
+            }
             m = socket.recv() => m,
         };
         match message {
             Some(Ok(Message::Text(text))) => match text.as_str() {
                 "2probe" => {
-                    if socket.send(Message::text("3probe")).await.is_err() {
+                    let refused = {
+                        let mut state = session.lock();
+                        let refused = state.upgrading || state.closed.is_some();
+                        state.upgrading = true;
+                        refused
+                    };
+                    if refused {
+                        // Another WebSocket is already upgrading this
+                        // session: only one may take its packets.
+                        let _ = socket.close(None).await;
                         return;
                     }
+                    if socket.send(Message::text("3probe")).await.is_err() {
+                        session.lock().upgrading = false;
+                        return;
+                    }
+                    probed = true;
                     session.lock().noop_pending = true;
                     session.wake.notify_one();
                 }
-                "5" => {
+                "5" if probed => {
                     {
                         let mut state = session.lock();
                         if state.closed.is_some() {
                             return;
                         }
                         state.transport = TransportKind::WebSocket;
+                        state.upgrading = false;
                     }
                     // Release a poll still waiting.
                     session.wake.notify_one();
@@ -115,7 +136,12 @@ async fn upgrade_session<H, S>(
                 _ => {}
             },
             Some(Ok(_)) => {}
-            _ => return,
+            _ => {
+                if probed {
+                    session.lock().upgrading = false;
+                }
+                return;
+            }
         }
     }
     run(inner, socket, session).await;

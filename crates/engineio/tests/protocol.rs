@@ -319,3 +319,35 @@ async fn volatile_packets_drop_and_a_full_queue_closes_a_slow_session() {
     assert_eq!(sent, EngineConfig::default().max_queued_packets);
     assert!(socket.is_closed());
 }
+
+#[tokio::test]
+async fn a_second_concurrent_upgrade_is_refused() {
+    let addr = start(EngineConfig::default()).await;
+    let (sid, _) = handshake(addr).await;
+    let url = format!("ws://{addr}/engine.io/?EIO=4&transport=websocket&sid={sid}");
+    let (mut first, _) = ws::connect(&url).await.unwrap();
+    first.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(
+        first.recv().await.unwrap().unwrap(),
+        Message::text("3probe")
+    );
+    let (mut second, _) = ws::connect(&url).await.unwrap();
+    second.send(Message::text("2probe")).await.unwrap();
+    // The second socket is closed instead of answered.
+    assert!(matches!(
+        second.recv().await,
+        Some(Ok(Message::Close(_))) | None
+    ));
+    // The first one completes the upgrade and carries the session.
+    first.send(Message::text("5")).await.unwrap();
+    first.send(Message::text("4still here")).await.unwrap();
+    loop {
+        match first.recv().await.unwrap().unwrap() {
+            Message::Text(t) if t.as_str() == "6" => continue,
+            m => {
+                assert_eq!(m, Message::text("4still here"));
+                break;
+            }
+        }
+    }
+}

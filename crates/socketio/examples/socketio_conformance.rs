@@ -39,8 +39,17 @@ fn engine_config() -> EngineConfig {
 }
 
 fn on_connect(socket: Socket) {
-    let auth = socket.auth().clone();
-    let _ = socket.emit("auth", &(auth,));
+    // The suite's client reads the CONNECT reply and waits before it listens
+    // for the next message, so an `auth` event that arrives in the same TCP
+    // read is lost (socketio/socket.io-protocol#32). Real clients handle
+    // that; for the suite, `auth` follows a moment later, as it does from
+    // the reference server, whose writes are one tick apart.
+    let later = socket.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let auth = later.auth().clone();
+        let _ = later.emit("auth", &(auth,));
+    });
     socket.on("message", |socket, data, _| {
         let _ = socket.emit_binary("message-back", &data.args, data.binary);
     });
