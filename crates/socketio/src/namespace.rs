@@ -17,19 +17,14 @@ use crate::error::EmitError;
 use crate::socket::frames;
 use crate::Socket;
 
-/// An EVENT, or a BINARY_EVENT when there are attachments (a binary packet
-/// without attachments is not valid).
+/// An EVENT, or a BINARY_EVENT when there are attachments.
 pub(crate) fn event_packet<T: Serialize + ?Sized>(
     ns: socketio_proto::Namespace,
     event: &str,
     args: &T,
     binary: Vec<Bytes>,
 ) -> Result<Packet, socketio_proto::Error> {
-    if binary.is_empty() {
-        Packet::event(ns, event, args, None)
-    } else {
-        Packet::binary_event(ns, event, args, binary, None)
-    }
+    Packet::binary_event(ns, event, args, binary, None)
 }
 
 /// Called with each socket that connected to the namespace.

@@ -81,14 +81,9 @@ impl AckSender {
         args: &T,
         binary: Vec<Bytes>,
     ) -> Result<(), EmitError> {
-        let ns = self.socket.0.ns.name.clone();
-        // A binary packet must carry at least one attachment.
-        let packet = if binary.is_empty() {
-            Packet::ack(ns, self.id, args)
-        } else {
-            Packet::binary_ack(ns, self.id, args, binary)
-        }
-        .map_err(|e| EmitError::Encode(e.to_string()))?;
+        // Without attachments this is a plain ACK.
+        let packet = Packet::binary_ack(self.socket.0.ns.name.clone(), self.id, args, binary)
+            .map_err(|e| EmitError::Encode(e.to_string()))?;
         self.socket.send_packet(&packet)
     }
 }
