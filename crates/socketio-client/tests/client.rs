@@ -756,3 +756,82 @@ async fn gives_up_after_max_attempts() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(matches!(client.emit("echo", &()), Err(Error::Disconnected)));
 }
+
+/// Server-side operations on selected sockets: broadcast with acks
+/// collecting every reply, fetchSockets, socketsJoin/socketsLeave, except,
+/// and disconnectSockets.
+#[tokio::test]
+async fn server_side_operations_on_many_sockets() {
+    let mut srv = server().await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let (builder, events) = record(Client::builder(&srv.url), &["news", "welcome"]);
+        let builder = builder.on("poll", move |_, ack| {
+            if let Some(ack) = ack {
+                let _ = ack.send(&(format!("answer {i}"),));
+            }
+        });
+        let client = builder.connect().await.unwrap();
+        clients.push((client, events));
+    }
+    let ns = srv.io.of("/").unwrap();
+    // fetchSockets sees every socket.
+    let mut ids: Vec<String> = ns
+        .fetch_sockets()
+        .await
+        .iter()
+        .map(|s| s.id().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = clients.iter().map(|(c, _)| c.id().unwrap()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // Broadcast with acks collects every reply.
+    let mut answers: Vec<String> = ns
+        .clone()
+        .timeout(WAIT)
+        .emit_with_ack("poll", &("question",))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().args[0].as_str().unwrap().to_owned())
+        .collect();
+    answers.sort();
+    assert_eq!(answers, ["answer 0", "answer 1", "answer 2"]);
+
+    // socketsJoin on a selection, then emit to the room except one socket.
+    let first = clients[0].0.id().unwrap();
+    let second = clients[1].0.id().unwrap();
+    ns.clone().to(&first).join("vip");
+    ns.clone().to(&second).join("vip");
+    let reached = ns
+        .clone()
+        .to("vip")
+        .except(&first)
+        .emit("news", &("for vip",))
+        .unwrap();
+    assert_eq!(reached, 1);
+    for (i, (_, events)) in clients.iter_mut().enumerate() {
+        // drop the welcome event first
+        let welcome = expect(events, "welcome").await;
+        assert!(!welcome.args.is_empty());
+        if i == 1 {
+            assert_eq!(expect(events, "news").await.args, [json!("for vip")]);
+        } else {
+            nothing(events, Duration::from_millis(200)).await;
+        }
+    }
+    // socketsLeave, then nobody is in the room.
+    ns.clone().to("vip").leave("vip");
+    assert!(ns.clone().to("vip").sockets().is_empty());
+
+    // disconnectSockets on a selection: only that socket goes.
+    ns.clone().to(&second).disconnect();
+    assert_eq!(
+        next(&mut srv.disconnects).await,
+        "server namespace disconnect"
+    );
+    let remaining = ns.fetch_sockets().await.len();
+    assert_eq!(remaining, 2);
+}
