@@ -459,7 +459,10 @@ impl Connection {
                         limit: self.config.max_message_size,
                     });
                 }
-                self.message.reserve(h.payload_len as usize);
+                // Reserve what arrives, not what the header claims: a
+                // 14-byte header must not make us allocate megabytes.
+                self.message
+                    .reserve((h.payload_len as usize).min(Self::MAX_UPFRONT_RESERVE));
             }
         }
         self.frame = Some(FrameInProgress {
@@ -582,6 +585,10 @@ impl Connection {
         self.message = BytesMut::new();
         self.control = BytesMut::new();
         self.frame = None;
+        self.message_opcode = None;
+        self.message_compressed = false;
+        self.header_len = 0;
+        self.utf8.reset();
         err
     }
 
@@ -660,6 +667,9 @@ impl Connection {
         }
     }
 
+    /// Most bytes reserved for a frame before its payload arrives.
+    const MAX_UPFRONT_RESERVE: usize = 64 * 1024;
+
     /// Payloads at least this long are queued by reference, not copied.
     const SHARE_PAYLOAD_FROM: usize = 2048;
 
@@ -732,6 +742,16 @@ impl Connection {
     /// transport.
     pub fn is_closed(&self) -> bool {
         self.close == CloseState::Closed
+    }
+
+    /// Heap bytes this connection holds in its own buffers (the message
+    /// being assembled, a control payload, queued output); shared frames
+    /// count in full. For memory accounting and limits.
+    pub fn buffered_bytes(&self) -> usize {
+        self.message.capacity()
+            + self.control.capacity()
+            + self.out.tail.capacity()
+            + self.out.chunks_len
     }
 
     /// A message is partly received (for idle/timeout decisions).

@@ -259,3 +259,35 @@ fn idle_connection_holds_no_buffers_after_a_message() {
     assert_eq!(s.pending_output(), 0);
     assert!(!s.is_mid_message());
 }
+
+#[test]
+fn a_header_alone_does_not_reserve_the_declared_size() {
+    let mut s = server();
+    // 8 MiB declared (under the 16 MiB frame limit), nothing sent after it.
+    let mut header = vec![0x82, 0xFF, 0, 0, 0, 0, 0, 0x80, 0, 0];
+    header.extend_from_slice(&KEY);
+    let (used, msg) = s.receive(&header).unwrap();
+    assert_eq!((used, msg), (header.len(), None));
+    assert!(s.is_mid_message());
+    assert!(s.buffered_bytes() <= 64 * 1024, "{}", s.buffered_bytes());
+    // The payload still arrives whole, growing the buffer as it comes.
+    let payload = vec![7u8; 8 << 20];
+    let mut masked = payload.clone();
+    ws_proto::mask::apply_mask(&mut masked, KEY);
+    let msgs = feed(&mut s, &masked, 1 << 16).unwrap();
+    assert_eq!(msgs, vec![Message::binary(payload)]);
+}
+
+#[test]
+fn failure_clears_partial_message_state() {
+    let mut s = server();
+    let mut wire = client_frame(false, OpCode::Text, b"partial");
+    wire.extend(client_frame(
+        true,
+        OpCode::Text,
+        b"new message instead of continuation",
+    ));
+    assert!(feed(&mut s, &wire, wire.len()).is_err());
+    assert!(s.is_closed());
+    assert!(!s.is_mid_message());
+}
