@@ -354,6 +354,27 @@ fn admit(
     (ns.template.on_connect)(socket);
 }
 
+impl SioHandler {
+    /// Feeds one Engine.IO message to the session's packet assembler and
+    /// dispatches the packet it completes; a malformed packet ends the
+    /// session.
+    fn feed(
+        &self,
+        socket: &engineio::Socket,
+        step: impl FnOnce(&mut BinaryAssembler) -> Result<Option<Packet>, socketio_proto::Error>,
+    ) {
+        let Some(client) = self.0.client(socket.id()) else {
+            return;
+        };
+        let decoded = step(&mut lock(&client.assembler));
+        match decoded {
+            Ok(Some(packet)) => self.0.dispatch(&client, socket, packet),
+            Ok(None) => {}
+            Err(_) => socket.close(),
+        }
+    }
+}
+
 impl engineio::Handler for SioHandler {
     fn on_open(&self, socket: &engineio::Socket) {
         let client = Arc::new(Client {
@@ -378,27 +399,11 @@ impl engineio::Handler for SioHandler {
     }
 
     fn on_message(&self, socket: &engineio::Socket, text: Utf8Bytes) {
-        let Some(client) = self.0.client(socket.id()) else {
-            return;
-        };
-        let decoded = lock(&client.assembler).feed_text(text);
-        match decoded {
-            Ok(Some(packet)) => self.0.dispatch(&client, socket, packet),
-            Ok(None) => {}
-            Err(_) => socket.close(),
-        }
+        self.feed(socket, |assembler| assembler.feed_text(text));
     }
 
     fn on_binary(&self, socket: &engineio::Socket, data: Bytes) {
-        let Some(client) = self.0.client(socket.id()) else {
-            return;
-        };
-        let decoded = lock(&client.assembler).feed_binary(data);
-        match decoded {
-            Ok(Some(packet)) => self.0.dispatch(&client, socket, packet),
-            Ok(None) => {}
-            Err(_) => socket.close(),
-        }
+        self.feed(socket, |assembler| assembler.feed_binary(data));
     }
 
     fn on_close(&self, socket: &engineio::Socket, reason: CloseReason) {
