@@ -263,8 +263,12 @@ impl<H: Handler> Inner<H> {
         }
         self.sessions_lock()
             .insert(session.id.clone(), session.clone());
-        if let Some(me) = self.me.upgrade() {
-            tokio::spawn(heartbeat(me, session.clone()));
+        // WebSocket sessions run their heartbeat on their own task (one
+        // task per idle connection, not two); polling ones get a task.
+        if transport == TransportKind::Polling {
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(heartbeat(me, session.clone()));
+            }
         }
         let socket = self.socket(session);
         self.handler.on_open(&socket);

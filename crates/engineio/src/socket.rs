@@ -89,6 +89,7 @@ impl Session {
         max_queued: usize,
         request: http::request::Parts,
     ) -> Self {
+        let request = compact(request);
         Self {
             id: id.into_boxed_str(),
             state: Mutex::new(State {
@@ -233,6 +234,32 @@ impl PartialEq for Socket {
 }
 
 impl Eq for Socket {}
+
+/// A copy of the handshake request that owns its bytes. The server's header
+/// values are slices of the HTTP connection's read buffer: keeping them
+/// would keep that whole buffer alive for the session's life.
+fn compact(parts: http::request::Parts) -> http::request::Parts {
+    let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            headers.append(name.clone(), value);
+        }
+    }
+    let uri = parts
+        .uri
+        .path_and_query()
+        .and_then(|pq| http::Uri::try_from(pq.as_str()).ok())
+        .unwrap_or_default();
+    let (mut copy, ()) = http::Request::new(()).into_parts();
+    copy.method = parts.method;
+    copy.uri = uri;
+    copy.version = parts.version;
+    copy.headers = headers;
+    if let Some(peer) = parts.extensions.get::<std::net::SocketAddr>() {
+        copy.extensions.insert(*peer);
+    }
+    copy
+}
 
 pub(crate) fn pong_received(session: &Session) {
     session.pong_seen.store(true, Ordering::Release);

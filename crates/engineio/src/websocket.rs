@@ -2,6 +2,7 @@
 //! polling session upgrading to it (probe, noop to the pending poll,
 //! upgrade), then one task per session moving packets both ways.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use engineio_proto::{EngineError, Packet};
@@ -12,6 +13,12 @@ use ws::{Message, WebSocket};
 use crate::engine::{error_response, Inner, ResponseBody};
 use crate::socket::{CloseReason, Session, TransportKind};
 use crate::{Handler, SharedFrame};
+
+/// The ping packet, encoded once for every session.
+fn ping_frame() -> SharedFrame {
+    static PING: std::sync::OnceLock<SharedFrame> = std::sync::OnceLock::new();
+    PING.get_or_init(|| SharedFrame::text("2")).clone()
+}
 
 /// Answers a WebSocket request: the 101 now, the session on a new task.
 pub(crate) fn upgrade<H: Handler, B>(
@@ -47,7 +54,9 @@ pub(crate) fn upgrade<H: Handler, B>(
                 let socket_handle = inner.open_session(TransportKind::WebSocket, parts);
                 let session = socket_handle.session.clone();
                 drop(socket_handle);
-                run(inner, socket, session).await;
+                // A task of its own: the handshake's state is freed, and an
+                // idle session costs only what `run` keeps.
+                tokio::spawn(run(inner, socket, session, true));
             }
         }
     });
@@ -82,7 +91,7 @@ async fn upgrade_session<H, S>(
     session: Arc<Session>,
 ) where
     H: Handler,
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let deadline = tokio::time::sleep(inner.config.upgrade_timeout);
     tokio::pin!(deadline);
@@ -144,15 +153,32 @@ async fn upgrade_session<H, S>(
             }
         }
     }
-    run(inner, socket, session).await;
+    // An upgraded session keeps the heartbeat task it had on polling.
+    tokio::spawn(run(inner, socket, session, false));
 }
 
-/// Moves packets both ways until the session or the socket ends.
-async fn run<H, S>(inner: Arc<Inner<H>>, mut socket: WebSocket<S>, session: Arc<Session>)
-where
+/// Moves packets both ways until the session or the socket ends; with
+/// `heartbeat`, also pings an interval after the open and after each pong,
+/// and ends the session when a pong is late.
+async fn run<H, S>(
+    inner: Arc<Inner<H>>,
+    mut socket: WebSocket<S>,
+    session: Arc<Session>,
+    heartbeat: bool,
+) where
     H: Handler,
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let interval = inner.config.ping_interval;
+    let timeout = inner.config.ping_timeout;
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let timer = tokio::time::sleep_until(if heartbeat {
+        tokio::time::Instant::now() + interval
+    } else {
+        far()
+    });
+    tokio::pin!(timer);
+    let mut awaiting_pong = false;
     let ended_by_client = 'session: loop {
         {
             let mut state = session.lock();
@@ -180,6 +206,21 @@ where
                 Some(Err(_)) => break 'session Some(CloseReason::TransportError),
             },
             _ = session.wake.notified() => {}
+            () = &mut timer => {
+                if awaiting_pong {
+                    break 'session Some(CloseReason::PingTimeout);
+                }
+                session.pong_seen.store(false, Ordering::Release);
+                if socket.queue_shared(&ping_frame()).is_err() {
+                    break 'session Some(CloseReason::SlowClient);
+                }
+                awaiting_pong = true;
+                timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+            }
+        }
+        if awaiting_pong && session.pong_seen.load(Ordering::Acquire) {
+            awaiting_pong = false;
+            timer.as_mut().reset(tokio::time::Instant::now() + interval);
         }
     };
     match ended_by_client {
@@ -191,7 +232,9 @@ where
             for frame in &frames {
                 let _ = socket.queue_shared(frame);
             }
-            let _ = socket.close(None).await;
+            // Boxed: the close handshake's timer and state would otherwise
+            // be part of every idle session's task.
+            let _ = Box::pin(socket.close(None)).await;
         }
     }
 }

@@ -3,8 +3,13 @@
 //! connect timeout.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use engineio::{CloseReason, Engine};
@@ -34,6 +39,12 @@ pub(crate) struct Server {
     namespaces: RwLock<HashMap<Box<str>, Arc<Namespace>>>,
     dynamic: RwLock<Vec<(Matcher, Template)>>,
     clients: Mutex<HashMap<Box<str>, Arc<Client>>>,
+    /// Clients that must connect to a namespace by a deadline, oldest
+    /// first (every deadline is open time + the same timeout). One sweeper
+    /// task serves them all, rather than a timer task per connection.
+    deadlines: Mutex<VecDeque<(Instant, Weak<Client>, engineio::Socket)>>,
+    deadline_added: Arc<Notify>,
+    sweeper_started: AtomicBool,
 }
 
 /// The Engine.IO handler that runs Socket.IO (opaque).
@@ -82,6 +93,9 @@ impl SocketIo {
             namespaces: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
             clients: Mutex::new(HashMap::new()),
+            deadlines: Mutex::new(VecDeque::new()),
+            deadline_added: Arc::new(Notify::new()),
+            sweeper_started: AtomicBool::new(false),
         });
         let engine = Engine::new(config.engine, SioHandler(server));
         Self { engine }
@@ -354,6 +368,39 @@ fn admit(
     (ns.template.on_connect)(socket);
 }
 
+/// Closes clients that did not connect to any namespace in time. Ends when
+/// the server is dropped.
+async fn sweep_connect_deadlines(server: Weak<Server>) {
+    loop {
+        let Some(srv) = server.upgrade() else { return };
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let next = {
+            let mut queue = lock(&srv.deadlines);
+            while queue.front().is_some_and(|(at, _, _)| *at <= now) {
+                if let Some((_, client, engine)) = queue.pop_front() {
+                    let idle = client
+                        .upgrade()
+                        .is_some_and(|c| lock(&c.sockets).is_empty());
+                    if idle {
+                        expired.push(engine);
+                    }
+                }
+            }
+            queue.front().map(|(at, _, _)| *at)
+        };
+        let added = srv.deadline_added.clone();
+        drop(srv);
+        for engine in expired {
+            engine.close();
+        }
+        match next {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => added.notified().await,
+        }
+    }
+}
+
 impl SioHandler {
     /// Feeds one Engine.IO message to the session's packet assembler and
     /// dispatches the packet it completes; a malformed packet ends the
@@ -385,17 +432,12 @@ impl engineio::Handler for SioHandler {
         });
         lock(&self.0.clients).insert(socket.id().into(), client.clone());
         // A client that never connects to a namespace is dropped.
-        let timeout = self.0.config.connect_timeout;
-        let engine = socket.clone();
-        let weak = Arc::downgrade(&client);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(client) = weak.upgrade() {
-                if lock(&client.sockets).is_empty() {
-                    engine.close();
-                }
-            }
-        });
+        let deadline = Instant::now() + self.0.config.connect_timeout;
+        lock(&self.0.deadlines).push_back((deadline, Arc::downgrade(&client), socket.clone()));
+        self.0.deadline_added.notify_one();
+        if !self.0.sweeper_started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep_connect_deadlines(Arc::downgrade(&self.0)));
+        }
     }
 
     fn on_message(&self, socket: &engineio::Socket, text: Utf8Bytes) {
