@@ -79,7 +79,66 @@ pub(crate) struct Session {
     /// Woken on each pong, so the next ping is scheduled from it.
     pub(crate) pong: Notify,
     max_queued: usize,
-    pub(crate) request: http::request::Parts,
+    request: RequestInfo,
+}
+
+/// What a session keeps of its handshake request, compactly: the header
+/// block is one owned buffer, turned back into a `HeaderMap` on demand.
+#[derive(Debug)]
+struct RequestInfo {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    /// `name\0value\0` for each header, in order.
+    headers: Box<[u8]>,
+    peer: Option<std::net::SocketAddr>,
+}
+
+impl RequestInfo {
+    /// An owned copy of the request: the server's header values are slices
+    /// of the HTTP connection's read buffer, and keeping them would keep
+    /// that whole buffer alive for the session's life.
+    fn new(parts: &http::request::Parts) -> Self {
+        let mut headers = Vec::new();
+        for (name, value) in &parts.headers {
+            headers.extend_from_slice(name.as_str().as_bytes());
+            headers.push(0);
+            headers.extend_from_slice(value.as_bytes());
+            headers.push(0);
+        }
+        let uri = parts
+            .uri
+            .path_and_query()
+            .and_then(|pq| http::Uri::try_from(pq.as_str()).ok())
+            .unwrap_or_default();
+        Self {
+            method: parts.method.clone(),
+            uri,
+            version: parts.version,
+            headers: headers.into_boxed_slice(),
+            peer: parts.extensions.get::<std::net::SocketAddr>().copied(),
+        }
+    }
+
+    fn to_parts(&self) -> http::request::Parts {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = self.method.clone();
+        parts.uri = self.uri.clone();
+        parts.version = self.version;
+        let mut fields = self.headers.split(|b| *b == 0);
+        while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                parts.headers.append(name, value);
+            }
+        }
+        if let Some(peer) = self.peer {
+            parts.extensions.insert(peer);
+        }
+        parts
+    }
 }
 
 impl Session {
@@ -89,7 +148,7 @@ impl Session {
         max_queued: usize,
         request: http::request::Parts,
     ) -> Self {
-        let request = compact(request);
+        let request = RequestInfo::new(&request);
         Self {
             id: id.into_boxed_str(),
             state: Mutex::new(State {
@@ -173,9 +232,11 @@ impl Socket {
         self.session.lock().transport
     }
 
-    /// The handshake request (URI with query, headers).
-    pub fn request(&self) -> &http::request::Parts {
-        &self.session.request
+    /// The handshake request (method, URI with query, headers, and the
+    /// peer address as a `SocketAddr` extension when known), rebuilt from
+    /// the session's compact copy.
+    pub fn request(&self) -> http::request::Parts {
+        self.session.request.to_parts()
     }
 
     /// Queues a text message.
@@ -234,32 +295,6 @@ impl PartialEq for Socket {
 }
 
 impl Eq for Socket {}
-
-/// A copy of the handshake request that owns its bytes. The server's header
-/// values are slices of the HTTP connection's read buffer: keeping them
-/// would keep that whole buffer alive for the session's life.
-fn compact(parts: http::request::Parts) -> http::request::Parts {
-    let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
-            headers.append(name.clone(), value);
-        }
-    }
-    let uri = parts
-        .uri
-        .path_and_query()
-        .and_then(|pq| http::Uri::try_from(pq.as_str()).ok())
-        .unwrap_or_default();
-    let (mut copy, ()) = http::Request::new(()).into_parts();
-    copy.method = parts.method;
-    copy.uri = uri;
-    copy.version = parts.version;
-    copy.headers = headers;
-    if let Some(peer) = parts.extensions.get::<std::net::SocketAddr>() {
-        copy.extensions.insert(*peer);
-    }
-    copy
-}
 
 pub(crate) fn pong_received(session: &Session) {
     session.pong_seen.store(true, Ordering::Release);

@@ -305,6 +305,11 @@ async fn volatile_packets_drop_and_a_full_queue_closes_a_slow_session() {
     tokio::spawn(Engine::new(EngineConfig::default(), keep.clone()).serve(listener));
     let (sid, _) = handshake(addr).await;
     let socket = keep.0.lock().unwrap().clone().unwrap();
+    // The handshake request is kept (compactly) and rebuilt on demand.
+    let request = socket.request();
+    assert_eq!(request.uri.query(), Some("EIO=4&transport=polling"));
+    assert_eq!(request.headers.get("host").unwrap(), "x");
+    assert!(request.extensions.get::<std::net::SocketAddr>().is_some());
     // Nobody polls: volatile packets pile up to a small backlog, then drop.
     let queued = (0..40)
         .filter(|i| socket.send_volatile(engineio::text_frame(&format!("v{i}"))))

@@ -228,14 +228,19 @@ impl LocalAdapter {
 
 impl Adapter for LocalAdapter {
     fn join(&self, id: &SocketId, room: &Room) {
+        // A socket's own room is implied by its entry in `sockets`: not
+        // indexing it saves two sets per socket.
+        let mut sockets = write(&self.sockets);
+        let joined = sockets.entry(id.clone()).or_default();
+        if room == id {
+            return;
+        }
+        joined.insert(room.clone());
+        drop(sockets);
         write(&self.rooms)
             .entry(room.clone())
             .or_default()
             .insert(id.clone());
-        write(&self.sockets)
-            .entry(id.clone())
-            .or_default()
-            .insert(room.clone());
     }
 
     fn leave(&self, id: &str, room: &str) {
@@ -253,7 +258,9 @@ impl Adapter for LocalAdapter {
     }
 
     fn leave_all(&self, id: &str) -> Vec<Room> {
-        let joined = write(&self.sockets).remove(id).unwrap_or_default();
+        let Some((own, joined)) = write(&self.sockets).remove_entry(id) else {
+            return Vec::new();
+        };
         let mut rooms = write(&self.rooms);
         for room in &joined {
             if let Some(members) = rooms.get_mut(room) {
@@ -263,27 +270,43 @@ impl Adapter for LocalAdapter {
                 }
             }
         }
-        joined.into_iter().collect()
+        std::iter::once(own).chain(joined).collect()
     }
 
     fn rooms_of(&self, id: &str) -> Vec<Room> {
         read(&self.sockets)
-            .get(id)
-            .map(|r| r.iter().cloned().collect())
+            .get_key_value(id)
+            .map(|(own, joined)| {
+                std::iter::once(own.clone())
+                    .chain(joined.iter().cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     fn select_local(&self, opts: &BroadcastOptions) -> Vec<SocketId> {
         let rooms = read(&self.rooms);
+        let sockets = read(&self.sockets);
+        // Members of a room; a socket id names the socket's own room.
+        let members = |room: &Room| -> Vec<&SocketId> {
+            match rooms.get(room) {
+                Some(members) => members.iter().collect(),
+                None => sockets
+                    .get_key_value(room)
+                    .map(|(id, _)| id)
+                    .into_iter()
+                    .collect(),
+            }
+        };
         let excluded: HashSet<&str> = opts
             .except
             .iter()
-            .filter_map(|r| rooms.get(r))
-            .flat_map(|members| members.iter().map(|m| &**m))
+            .flat_map(&members)
+            .map(|id| &**id)
             .chain(opts.except_id.as_deref())
             .collect();
         if opts.rooms.is_empty() {
-            read(&self.sockets)
+            sockets
                 .keys()
                 .filter(|id| !excluded.contains(&***id))
                 .cloned()
@@ -292,8 +315,7 @@ impl Adapter for LocalAdapter {
             let mut seen = HashSet::new();
             opts.rooms
                 .iter()
-                .filter_map(|r| rooms.get(r))
-                .flat_map(|members| members.iter())
+                .flat_map(&members)
                 .filter(|id| !excluded.contains(&***id) && seen.insert(Arc::clone(id)))
                 .cloned()
                 .collect()

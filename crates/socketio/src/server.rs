@@ -28,7 +28,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// One Engine.IO session's Socket.IO state.
 struct Client {
-    sockets: Mutex<HashMap<Box<str>, Socket>>,
+    /// Its sockets by namespace: almost always one, so a small list.
+    sockets: Mutex<Vec<Socket>>,
     assembler: Mutex<BinaryAssembler>,
 }
 
@@ -233,7 +234,8 @@ impl Server {
 
     fn dispatch(&self, client: &Arc<Client>, engine: &engineio::Socket, packet: Packet) {
         let socket = lock(&client.sockets)
-            .get(packet.namespace.as_str())
+            .iter()
+            .find(|s| s.namespace() == packet.namespace.as_str())
             .cloned();
         match packet.kind {
             PacketKind::Connect => {
@@ -253,7 +255,7 @@ impl Server {
             }
             PacketKind::Disconnect => {
                 if let Some(socket) = socket {
-                    lock(&client.sockets).remove(packet.namespace.as_str());
+                    lock(&client.sockets).retain(|s| s.namespace() != packet.namespace.as_str());
                     socket.closed(DisconnectReason::ClientNamespaceDisconnect);
                 }
             }
@@ -350,7 +352,11 @@ fn admit(
     socket: Socket,
     missed: Vec<engineio::SharedFrame>,
 ) {
-    lock(&client.sockets).insert(ns.name.as_str().into(), socket.clone());
+    {
+        let mut sockets = lock(&client.sockets);
+        sockets.retain(|s| s.namespace() != ns.name.as_str());
+        sockets.push(socket.clone());
+    }
     ns.insert(socket.clone());
     socket.set_connected();
     socket.join(socket.id());
@@ -425,7 +431,7 @@ impl SioHandler {
 impl engineio::Handler for SioHandler {
     fn on_open(&self, socket: &engineio::Socket) {
         let client = Arc::new(Client {
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Vec::new()),
             assembler: Mutex::new(BinaryAssembler::with_max_attachments(
                 self.0.config.max_attachments,
             )),
@@ -452,7 +458,7 @@ impl engineio::Handler for SioHandler {
         let Some(client) = lock(&self.0.clients).remove(socket.id()) else {
             return;
         };
-        let sockets: Vec<Socket> = lock(&client.sockets).drain().map(|(_, s)| s).collect();
+        let sockets: Vec<Socket> = std::mem::take(&mut *lock(&client.sockets));
         let reason = DisconnectReason::from_engine(reason);
         for s in sockets {
             s.closed(reason);

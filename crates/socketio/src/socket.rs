@@ -165,7 +165,7 @@ impl Socket {
     }
 
     /// The HTTP request that opened the connection (query, headers).
-    pub fn handshake(&self) -> &http::request::Parts {
+    pub fn handshake(&self) -> http::request::Parts {
         self.0.engine.request()
     }
 
