@@ -80,6 +80,8 @@ pub(crate) struct Session {
     pub(crate) pong: Notify,
     max_queued: usize,
     request: RequestInfo,
+    /// The application's state for this session (see [`Socket::set_data`]).
+    data: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// What a session keeps of its handshake request, compactly: the header
@@ -164,6 +166,7 @@ impl Session {
             pong: Notify::new(),
             max_queued,
             request,
+            data: std::sync::OnceLock::new(),
         }
     }
 
@@ -237,6 +240,18 @@ impl Socket {
     /// the session's compact copy.
     pub fn request(&self) -> http::request::Parts {
         self.session.request.to_parts()
+    }
+
+    /// Attaches the application's state to this session, once; `false` if
+    /// some was attached already. Lets a handler find its state from the
+    /// socket without a lookup table.
+    pub fn set_data<T: std::any::Any + Send + Sync>(&self, data: T) -> bool {
+        self.session.data.set(Box::new(data)).is_ok()
+    }
+
+    /// The state attached with [`Socket::set_data`], if it is a `T`.
+    pub fn data<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.session.data.get()?.downcast_ref::<T>()
     }
 
     /// Queues a text message.

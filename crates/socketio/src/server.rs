@@ -39,7 +39,6 @@ pub(crate) struct Server {
     config: SocketIoConfig,
     namespaces: RwLock<HashMap<Box<str>, Arc<Namespace>>>,
     dynamic: RwLock<Vec<(Matcher, Template)>>,
-    clients: Mutex<HashMap<Box<str>, Arc<Client>>>,
     /// Clients that must connect to a namespace by a deadline, oldest
     /// first (every deadline is open time + the same timeout). One sweeper
     /// task serves them all, rather than a timer task per connection.
@@ -93,7 +92,6 @@ impl SocketIo {
             config: config.clone(),
             namespaces: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
-            clients: Mutex::new(HashMap::new()),
             deadlines: Mutex::new(VecDeque::new()),
             deadline_added: Arc::new(Notify::new()),
             sweeper_started: AtomicBool::new(false),
@@ -226,10 +224,6 @@ impl Server {
             )
         });
         Some(ns.clone())
-    }
-
-    fn client(&self, sid: &str) -> Option<Arc<Client>> {
-        lock(&self.clients).get(sid).cloned()
     }
 
     fn dispatch(&self, client: &Arc<Client>, engine: &engineio::Socket, packet: Packet) {
@@ -416,7 +410,7 @@ impl SioHandler {
         socket: &engineio::Socket,
         step: impl FnOnce(&mut BinaryAssembler) -> Result<Option<Packet>, socketio_proto::Error>,
     ) {
-        let Some(client) = self.0.client(socket.id()) else {
+        let Some(client) = socket.data::<Arc<Client>>() else {
             return;
         };
         let decoded = step(&mut lock(&client.assembler));
@@ -436,7 +430,7 @@ impl engineio::Handler for SioHandler {
                 self.0.config.max_attachments,
             )),
         });
-        lock(&self.0.clients).insert(socket.id().into(), client.clone());
+        socket.set_data(client.clone());
         // A client that never connects to a namespace is dropped.
         let deadline = Instant::now() + self.0.config.connect_timeout;
         lock(&self.0.deadlines).push_back((deadline, Arc::downgrade(&client), socket.clone()));
@@ -455,7 +449,7 @@ impl engineio::Handler for SioHandler {
     }
 
     fn on_close(&self, socket: &engineio::Socket, reason: CloseReason) {
-        let Some(client) = lock(&self.0.clients).remove(socket.id()) else {
+        let Some(client) = socket.data::<Arc<Client>>() else {
             return;
         };
         let sockets: Vec<Socket> = std::mem::take(&mut *lock(&client.sockets));
