@@ -415,7 +415,7 @@ impl SioHandler {
         };
         let decoded = step(&mut lock(&client.assembler));
         match decoded {
-            Ok(Some(packet)) => self.0.dispatch(&client, socket, packet),
+            Ok(Some(packet)) => self.0.dispatch(client, socket, packet),
             Ok(None) => {}
             Err(_) => socket.close(),
         }
