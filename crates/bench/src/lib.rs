@@ -24,4 +24,5 @@ pub mod idle;
 pub mod procfs;
 pub mod ramp;
 pub mod report;
+pub mod sio;
 pub mod target;

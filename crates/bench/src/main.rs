@@ -36,6 +36,10 @@ enum Command {
     Idle(IdleArgs),
     /// Markdown tables from a results file of JSON lines.
     Report(ReportArgs),
+    /// The Socket.IO scenarios (sio-echo, sio-broadcast, sio-idle,
+    /// sio-report; see `duplex_bench::sio`).
+    #[command(flatten)]
+    Sio(duplex_bench::sio::cli::SioCommand),
 }
 
 /// Options both scenarios share.
@@ -106,7 +110,12 @@ fn seconds(s: f64, what: &str) -> Result<Duration> {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::parse() {
+        Cli {
+            command: Command::Sio(sio),
+        } => return duplex_bench::sio::cli::run(sio),
+        cli => cli,
+    };
     let threads = match &cli.command {
         Command::Echo(a) => a.common.client_threads,
         Command::Idle(a) => a.common.client_threads,
@@ -116,6 +125,7 @@ fn main() -> Result<()> {
             print!("{}", duplex_bench::report::render(&jsonl)?);
             return Ok(());
         }
+        Command::Sio(_) => unreachable!("the Socket.IO scenarios ran above"),
     };
     let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -159,7 +169,7 @@ fn main() -> Result<()> {
                 })
                 .await?;
             }
-            Command::Report(_) => {}
+            Command::Report(_) | Command::Sio(_) => {}
         }
         Ok(())
     })
