@@ -14,12 +14,13 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, RwLock, Weak};
 
 use crate::config::RecoveryConfig;
 use crate::error::{DisconnectReason, EmitError};
 use crate::namespace::Namespace;
 use crate::recovery::{Recovery, Restored};
+use crate::sync::{read, write};
 use crate::Socket;
 
 /// A room name.
@@ -188,14 +189,6 @@ pub trait Adapter: Send + Sync + 'static {
     /// Takes back session `pid` with the events sent after `offset`, if
     /// nothing was lost.
     fn restore_session(&self, pid: &str, offset: &str) -> BoxFuture<'static, Option<Restored>>;
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The in-memory adapter of a single node (the default).

@@ -40,6 +40,7 @@ mod namespace;
 mod recovery;
 mod server;
 mod socket;
+mod sync;
 
 pub use adapter::{
     Adapter, AdapterFactory, BoxFuture, BroadcastOptions, LocalAdapter, LocalNamespace, Room,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::adapter::{Adapter, BroadcastOptions, LocalNamespace};
 use crate::config::RecoveryConfig;
 use crate::error::EmitError;
 use crate::socket::frames;
+use crate::sync::{read, write};
 use crate::Socket;
 
 /// An EVENT, or a BINARY_EVENT when there are attachments.
@@ -55,14 +56,6 @@ pub(crate) struct Namespace {
     pub(crate) next_ack: AtomicU64,
     /// Connection state recovery settings, when enabled.
     pub(crate) recovery: Option<RecoveryConfig>,
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Namespace {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -20,11 +20,8 @@ use ws::Utf8Bytes;
 use crate::broadcast::BroadcastOperator;
 use crate::error::DisconnectReason;
 use crate::namespace::{Middleware, Namespace, Template};
+use crate::sync::{lock, read, write};
 use crate::{Socket, SocketIoConfig};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One Engine.IO session's Socket.IO state.
 struct Client {
@@ -77,10 +74,7 @@ impl NamespaceRef {
         F: Fn(Socket) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.middlewares
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::new(move |socket| Box::pin(middleware(socket))));
+        write(&self.middlewares).push(Arc::new(move |socket| Box::pin(middleware(socket))));
         self
     }
 }
@@ -119,11 +113,7 @@ impl SocketIo {
             let config = &self.server().config;
             let adapter = config.make_adapter(name);
             let ns = Namespace::new(ns_name, template, config.recovery.clone(), adapter);
-            self.server()
-                .namespaces
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name.into(), ns);
+            write(&self.server().namespaces).insert(name.into(), ns);
         }
         NamespaceRef { middlewares }
     }
@@ -140,11 +130,7 @@ impl SocketIo {
             middlewares: Arc::default(),
         };
         let middlewares = template.middlewares.clone();
-        self.server()
-            .dynamic
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((Arc::new(matches), template));
+        write(&self.server().dynamic).push((Arc::new(matches), template));
         NamespaceRef { middlewares }
     }
 
@@ -178,14 +164,7 @@ impl SocketIo {
 
     /// Disconnects everyone (server shutdown).
     pub fn close(&self) {
-        let namespaces: Vec<_> = self
-            .server()
-            .namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let namespaces: Vec<_> = read(&self.server().namespaces).values().cloned().collect();
         for ns in namespaces {
             BroadcastOperator::new(ns).disconnect();
         }
@@ -195,11 +174,7 @@ impl SocketIo {
 
 impl Server {
     fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
-        self.namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        read(&self.namespaces).get(name).cloned()
     }
 
     /// The namespace `name`, created from a matching dynamic template.
@@ -207,14 +182,11 @@ impl Server {
         if let Some(ns) = self.namespace(name.as_str()) {
             return Some(ns);
         }
-        let template = self
-            .dynamic
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        let template = read(&self.dynamic)
             .iter()
             .find(|(matches, _)| matches(name.as_str()))
             .map(|(_, t)| t.clone())?;
-        let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        let mut namespaces = write(&self.namespaces);
         let ns = namespaces.entry(name.as_str().into()).or_insert_with(|| {
             Namespace::new(
                 name.clone(),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use crate::adapter::BroadcastOptions;
 use crate::broadcast::BroadcastOperator;
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::namespace::Namespace;
+use crate::sync::{lock, read, write};
 
 /// An event's arguments: JSON values (binary arguments appear as
 /// `{"_placeholder":true,"num":N}`) and the binary attachments they point to.
@@ -54,10 +55,6 @@ impl std::fmt::Debug for Socket {
             .field("namespace", &self.0.ns.name.as_str())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Answers an event the client sent with an acknowledgement callback.
@@ -185,11 +182,7 @@ impl Socket {
     where
         F: Fn(Socket, Data, Option<AckSender>) + Send + Sync + 'static,
     {
-        self.0
-            .handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(event.into(), Arc::new(handler));
+        write(&self.0.handlers).insert(event.into(), Arc::new(handler));
     }
 
     /// Registers the handler called once when the socket disconnects.
@@ -326,13 +319,7 @@ impl Socket {
         let Ok(name) = packet.event_name() else {
             return;
         };
-        let handler = self
-            .0
-            .handlers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name.as_ref())
-            .cloned();
+        let handler = read(&self.0.handlers).get(name.as_ref()).cloned();
         let Some(handler) = handler else {
             return;
         };
@@ -383,11 +370,7 @@ impl Socket {
             handler(self.clone(), reason);
         }
         // Drop handlers: they may hold clones of this socket.
-        self.0
-            .handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        write(&self.0.handlers).clear();
     }
 }
 
