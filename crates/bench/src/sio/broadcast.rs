@@ -30,7 +30,10 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::{clip, json_u64_field, sleep_watching, split_ack, ticks_to_seconds, SioClient};
+use super::{
+    clip, cpu_split, json_u64_field, server_cpu, sleep_watching, split_ack, ticks_to_seconds,
+    SioClient,
+};
 use crate::histogram::AtomicHistogram;
 use crate::procfs;
 use crate::target::Target;
@@ -90,6 +93,9 @@ pub struct SioBroadcastReport {
     pub deliveries_per_sec: f64,
     /// Server CPU time (user + system) spent in the window, in seconds.
     pub server_cpu_seconds: Option<f64>,
+    /// The user-space part of `server_cpu_seconds` (the rest is the
+    /// kernel's: system calls, TCP, loopback delivery).
+    pub server_user_seconds: Option<f64>,
     /// `deliveries / server_cpu_seconds`.
     pub deliveries_per_server_cpu_sec: Option<f64>,
     /// Client (this process) CPU time in the window, in seconds.
@@ -176,14 +182,14 @@ pub async fn run(opts: &SioBroadcastOptions) -> Result<SioBroadcastReport> {
 
     let own_pid = std::process::id();
     sleep_watching(opts.warmup, &mut tasks).await?;
-    let server_cpu0 = opts.server_pid.map(procfs::cpu_ticks).transpose()?;
+    let server_cpu0 = opts.server_pid.map(cpu_split).transpose()?;
     let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
     let started = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     sleep_watching(opts.duration, &mut tasks).await?;
     shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu1 = opts.server_pid.map(procfs::cpu_ticks).transpose()?;
+    let server_cpu1 = opts.server_pid.map(cpu_split).transpose()?;
     let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
     shared.stop.store(true, Ordering::Relaxed);
 
@@ -194,7 +200,7 @@ pub async fn run(opts: &SioBroadcastOptions) -> Result<SioBroadcastReport> {
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 
-    let server_cpu_seconds = ticks_to_seconds(server_cpu0, server_cpu1);
+    let (server_cpu_seconds, server_user_seconds) = server_cpu(server_cpu0, server_cpu1);
     let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
     Ok(SioBroadcastReport {
         scenario: "sio-broadcast",
@@ -208,6 +214,7 @@ pub async fn run(opts: &SioBroadcastOptions) -> Result<SioBroadcastReport> {
         seconds,
         deliveries_per_sec: deliveries as f64 / seconds,
         server_cpu_seconds,
+        server_user_seconds,
         deliveries_per_server_cpu_sec: server_cpu_seconds
             .filter(|&cpu| cpu > 0.0)
             .map(|cpu| deliveries as f64 / cpu),

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{clip, sleep_watching, split_ack, ticks_to_seconds, SioClient};
+use super::{clip, cpu_split, server_cpu, sleep_watching, split_ack, ticks_to_seconds, SioClient};
 use crate::histogram::AtomicHistogram;
 use crate::procfs;
 use crate::target::Target;
@@ -62,6 +62,9 @@ pub struct SioEchoReport {
     pub seconds: f64,
     /// Server CPU time (user + system) spent in the window, in seconds.
     pub server_cpu_seconds: Option<f64>,
+    /// The user-space part of `server_cpu_seconds` (the rest is the
+    /// kernel's: system calls, TCP, loopback delivery).
+    pub server_user_seconds: Option<f64>,
     /// The headline figure: `events / server_cpu_seconds`.
     pub events_per_server_cpu_sec: Option<f64>,
     /// `events / seconds`.
@@ -111,14 +114,14 @@ pub async fn run(opts: &SioEchoOptions) -> Result<SioEchoReport> {
 
     let own_pid = std::process::id();
     sleep_watching(opts.warmup, &mut tasks).await?;
-    let server_cpu0 = opts.server_pid.map(procfs::cpu_ticks).transpose()?;
+    let server_cpu0 = opts.server_pid.map(cpu_split).transpose()?;
     let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
     let started = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     sleep_watching(opts.duration, &mut tasks).await?;
     shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu1 = opts.server_pid.map(procfs::cpu_ticks).transpose()?;
+    let server_cpu1 = opts.server_pid.map(cpu_split).transpose()?;
     let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
 
     let events = shared.events.load(Ordering::Relaxed);
@@ -129,7 +132,7 @@ pub async fn run(opts: &SioEchoOptions) -> Result<SioEchoReport> {
     })
     .await;
 
-    let server_cpu_seconds = ticks_to_seconds(server_cpu0, server_cpu1);
+    let (server_cpu_seconds, server_user_seconds) = server_cpu(server_cpu0, server_cpu1);
     let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
     Ok(SioEchoReport {
         scenario: "sio-echo",
@@ -139,6 +142,7 @@ pub async fn run(opts: &SioEchoOptions) -> Result<SioEchoReport> {
         events,
         seconds,
         server_cpu_seconds,
+        server_user_seconds,
         events_per_server_cpu_sec: server_cpu_seconds
             .filter(|&cpu| cpu > 0.0)
             .map(|cpu| events as f64 / cpu),

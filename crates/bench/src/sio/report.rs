@@ -26,15 +26,18 @@ struct Line {
     sockets: Option<usize>,
     seconds: Option<f64>,
     server_cpu_seconds: Option<f64>,
+    server_user_seconds: Option<f64>,
     client_cpu_seconds: Option<f64>,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
     // sio-echo
+    events: Option<u64>,
     events_per_server_cpu_sec: Option<f64>,
     events_per_sec: Option<f64>,
     // sio-broadcast
     rate: Option<f64>,
     window: Option<u64>,
+    deliveries: Option<u64>,
     deliveries_per_sec: Option<f64>,
     deliveries_per_server_cpu_sec: Option<f64>,
     // sio-idle
@@ -84,6 +87,14 @@ impl Cell {
             fmt(min)
         } else {
             format!("{} – {}", fmt(min), fmt(max))
+        }
+    }
+
+    /// Median server CPU µs per item, `user + kernel`.
+    fn split_us(&self) -> String {
+        match (self.median("user_us"), self.median("kernel_us")) {
+            (Some(u), Some(k)) => format!("{u:.2} + {k:.2}"),
+            _ => "–".to_owned(),
         }
     }
 
@@ -140,6 +151,14 @@ pub fn render(jsonl: &str) -> Result<String> {
             (Some(c), Some(s)) if s > 0.0 => Some(c / s),
             _ => None,
         };
+        // Server CPU µs per event or delivery: user space, and the kernel.
+        let per_item = |count: Option<u64>| match (count, line.server_cpu_seconds) {
+            (Some(n), Some(cpu)) if n > 0 => {
+                let user = line.server_user_seconds.map(|u| u / n as f64 * 1e6);
+                (user, user.map(|u| cpu / n as f64 * 1e6 - u))
+            }
+            _ => (None, None),
+        };
         match line.scenario.as_str() {
             "sio-echo" => {
                 let cell = echo.entry(sockets).or_default().entry(server).or_default();
@@ -153,6 +172,9 @@ pub fn render(jsonl: &str) -> Result<String> {
                 cell.push("p99", line.p99_us);
                 cell.push("server_util", util(line.server_cpu_seconds));
                 cell.push("client_util", util(line.client_cpu_seconds));
+                let (user, kernel) = per_item(line.events);
+                cell.push("user_us", user);
+                cell.push("kernel_us", kernel);
             }
             "sio-broadcast" => {
                 let key = (
@@ -171,6 +193,9 @@ pub fn render(jsonl: &str) -> Result<String> {
                 cell.push("p99", line.p99_us);
                 cell.push("server_util", util(line.server_cpu_seconds));
                 cell.push("client_util", util(line.client_cpu_seconds));
+                let (user, kernel) = per_item(line.deliveries);
+                cell.push("user_us", user);
+                cell.push("kernel_us", kernel);
             }
             "sio-idle" => idle.push(line),
             _ => {}
@@ -311,20 +336,21 @@ fn write_echo(out: &mut String, servers: &[String], echo: &Table<usize>) -> Resu
     )?;
     writeln!(
         out,
-        "| sockets | server | per server CPU-s (range) | events/s | p50 µs | p99 µs | server CPU | client CPU |"
+        "| sockets | server | per server CPU-s (range) | server µs / event: user + kernel | events/s | p50 µs | p99 µs | server CPU | client CPU |"
     )?;
     writeln!(
         out,
-        "| ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for (&sockets, cells) in echo {
         for s in servers {
             let Some(c) = cells.get(s) else { continue };
             writeln!(
                 out,
-                "| {} | {s} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {s} | {} | {} | {} | {} | {} | {} | {} |",
                 fmt_count(sockets),
                 c.range("per_cpu", fmt_rate),
+                c.split_us(),
                 c.show("per_sec", fmt_rate),
                 c.show("p50", fmt_int),
                 c.show("p99", fmt_int),
@@ -408,21 +434,22 @@ fn write_broadcast(
     )?;
     writeln!(
         out,
-        "| sockets | bcasts/s | window | server | deliveries/s (range) | per server CPU-s (range) | server CPU | client CPU |"
+        "| sockets | bcasts/s | window | server | deliveries/s (range) | per server CPU-s (range) | server µs / delivery: user + kernel | server CPU | client CPU |"
     )?;
     writeln!(
         out,
-        "| ---: | ---: | ---: | :--- | ---: | ---: | ---: | ---: |"
+        "| ---: | ---: | ---: | :--- | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for (key, cells) in bcast {
         for s in servers {
             let Some(c) = cells.get(s) else { continue };
             writeln!(
                 out,
-                "{} {s} | {} | {} | {} | {} |",
+                "{} {s} | {} | {} | {} | {} | {} |",
                 fmt_broadcast_key(key),
                 c.range("per_sec", fmt_rate),
                 c.range("per_cpu", fmt_rate),
+                c.split_us(),
                 c.show("server_util", fmt_util),
                 c.show("client_util", fmt_util),
             )?;
@@ -609,8 +636,8 @@ mod tests {
         let jsonl = r#"
 {"scenario":"meta","date":"20250101T000000Z","cpu":"x","cores":2,"socketioxide":"0.18.9","node":"v20","socket_io":"4.8.4","duration":5,"warmup":1}
 {"scenario":"sio-echo","server":"socket.io","sockets":100,"seconds":5.0,"server_cpu_seconds":5.0,"events_per_server_cpu_sec":50000.0,"events_per_sec":50000.0,"client_cpu_seconds":2.0,"p50_us":1000.0,"p99_us":3000.0}
-{"scenario":"sio-echo","server":"duplex","sockets":100,"seconds":5.0,"server_cpu_seconds":2.0,"events_per_server_cpu_sec":150000.0,"events_per_sec":60000.0,"client_cpu_seconds":5.0,"p50_us":100.0,"p99_us":300.0}
-{"scenario":"sio-echo","server":"duplex","sockets":100,"seconds":5.0,"server_cpu_seconds":2.0,"events_per_server_cpu_sec":130000.0,"events_per_sec":60000.0,"client_cpu_seconds":5.0,"p50_us":100.0,"p99_us":300.0}
+{"scenario":"sio-echo","server":"duplex","sockets":100,"seconds":5.0,"events":300000,"server_cpu_seconds":2.0,"server_user_seconds":0.5,"events_per_server_cpu_sec":150000.0,"events_per_sec":60000.0,"client_cpu_seconds":5.0,"p50_us":100.0,"p99_us":300.0}
+{"scenario":"sio-echo","server":"duplex","sockets":100,"seconds":5.0,"events":260000,"server_cpu_seconds":2.0,"server_user_seconds":0.26,"events_per_server_cpu_sec":130000.0,"events_per_sec":60000.0,"client_cpu_seconds":5.0,"p50_us":100.0,"p99_us":300.0}
 {"scenario":"sio-echo","server":"socketioxide","sockets":100,"error":"boom"}
 {"scenario":"sio-broadcast","server":"duplex","sockets":1000,"rate":0.0,"window":2,"seconds":5.0,"deliveries_per_sec":400000.0,"deliveries_per_server_cpu_sec":500000.0,"server_cpu_seconds":4.0,"client_cpu_seconds":5.0,"p50_us":2500.0,"p99_us":12000.0}
 {"scenario":"sio-broadcast","server":"socketioxide","sockets":1000,"rate":0.0,"window":2,"seconds":5.0,"deliveries_per_sec":200000.0,"deliveries_per_server_cpu_sec":200000.0,"server_cpu_seconds":5.0,"client_cpu_seconds":3.0,"p50_us":5000.0,"p99_us":9000.0}
@@ -626,7 +653,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| 100 | duplex | 130.0k – 150.0k | 60.0k |"),
+            md.contains("| 100 | duplex | 130.0k – 150.0k | 1.33 + 5.85 | 60.0k |"),
             "{md}"
         );
         assert!(
@@ -634,7 +661,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| 1,000 | max | 2 | duplex | 400.0k | 500.0k | 0.80 | 1.00 |"),
+            md.contains("| 1,000 | max | 2 | duplex | 400.0k | 500.0k | – | 0.80 | 1.00 |"),
             "{md}"
         );
         // Slopes 1k -> 2k: duplex 3.00, socket.io 12.00, ratio 4x.
