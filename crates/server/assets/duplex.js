@@ -1,0 +1,1 @@
+// duplex.js: being written

@@ -1,0 +1,183 @@
+//! One port, every path: the HTTP router, the accept loop and graceful
+//! shutdown.
+//!
+//! Owns which path goes where (see the table in docs/protocol.md and the
+//! spec), `/health`, `/metrics`, the demo page and `/duplex.js`, and the
+//! order of shutdown: stop accepting, tell every connection to close (3001
+//! for WebSocket clients, a disconnect for Socket.IO), wait for them up to
+//! the drain time, flush storage. What each path speaks lives in its own
+//! module (`client`, `sio`, `api`, `demo`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+use crate::util::{json, response, text, Body};
+
+/// Everything the router needs: the node and the Socket.IO server.
+#[derive(Clone)]
+pub struct App {
+    /// The shared node.
+    pub node: Node,
+    /// The Socket.IO server on `/socket.io/`.
+    pub sio: socketio::SocketIo,
+}
+
+impl App {
+    /// Builds the app for `node`, wiring Socket.IO to its channels.
+    pub fn new(node: Node) -> Self {
+        let sio = crate::sio::build(&node);
+        Self { node, sio }
+    }
+
+    /// Answers one request.
+    pub async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        if path == "/connection/websocket" {
+            return crate::client::handle(&self.node, req);
+        }
+        if self.sio.engine().matches(path) {
+            return self.sio.engine().handle(req).await;
+        }
+        if let Some(method) = path.strip_prefix("/api/") {
+            let method = method.to_owned();
+            return crate::api::handle(&self.node, &method, req).await;
+        }
+        match (req.method(), path) {
+            (&Method::GET, "/health") => self.health().await,
+            (&Method::GET, "/metrics") => self.metrics(),
+            (&Method::GET | &Method::HEAD, _) => crate::demo::handle(&self.node, req).await,
+            (&Method::POST, "/dev/token") => crate::demo::handle(&self.node, req).await,
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    async fn health(&self) -> Response<Body> {
+        let hub = self.node.hub();
+        // Storage answers a position read, or it is unavailable.
+        let probe: hub::ChannelName = match "_health".parse() {
+            Ok(c) => c,
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "bad probe channel\n"),
+        };
+        let storage =
+            tokio::time::timeout(Duration::from_secs(2), hub.store().position(&probe)).await;
+        match storage {
+            Ok(Ok(_)) => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "status": "ok",
+                    "node": self.node.uid(),
+                    "clients": self.node.registry().num_clients(),
+                }),
+            ),
+            Ok(Err(e)) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "unavailable", "reason": format!("storage: {e}")}),
+            ),
+            Err(_) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "unavailable", "reason": "storage: no answer within 2s"}),
+            ),
+        }
+    }
+
+    fn metrics(&self) -> Response<Body> {
+        let stats = self.node.hub().stats();
+        let registry = self.node.registry();
+        let extra = [
+            (
+                "duplex_channels",
+                "Channels with subscribers on this node.",
+                stats.num_channels as f64,
+            ),
+            (
+                "duplex_subscriptions",
+                "Subscriptions on this node.",
+                stats.num_subscriptions as f64,
+            ),
+            (
+                "duplex_clients",
+                "Connected, authenticated clients.",
+                registry.num_clients() as f64,
+            ),
+            (
+                "duplex_users",
+                "Distinct connected users.",
+                registry.num_users() as f64,
+            ),
+            (
+                "duplex_socketio_sessions",
+                "Engine.IO sessions open.",
+                self.sio.engine().session_count() as f64,
+            ),
+        ];
+        response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            self.node.metrics().render(&extra),
+        )
+    }
+
+    /// Serves connections from `listener` until shutdown begins on the node.
+    pub async fn serve(self, listener: TcpListener) {
+        let mut shutdown = self.node.shutdown_signal();
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let (tcp, peer): (_, SocketAddr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = until_shutdown(&mut shutdown) => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let app = self.clone();
+            let mut conn_shutdown = self.node.shutdown_signal();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    let app = app.clone();
+                    req.extensions_mut().insert(peer);
+                    async move { Ok::<_, Infallible>(app.route(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades();
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = until_shutdown(&mut conn_shutdown) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+            // Reap finished connection tasks so the set does not grow.
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        // Plain HTTP connections finish their request; upgraded ones were
+        // handed off and close themselves on the same signal.
+        let _ = tokio::time::timeout(self.node.config().shutdown_drain, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+    }
+}
+
+/// Resolves once `rx` says shutdown has begun (or its sender is gone).
+pub async fn until_shutdown(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, before any await of the caller.
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}

@@ -1,0 +1,28 @@
+//! The duplex server: one port serving Centrifugo's JSON client protocol on
+//! `/connection/websocket`, Socket.IO on `/socket.io/`, the server API on
+//! `/api/`, health, metrics and (in `--dev`) a demo page, all over the same
+//! channels kept by the [`hub`].
+//!
+//! This crate is wiring: configuration and CLI ([`config`], [`cli`]), tokens
+//! ([`auth`]), the shared [`node`], the transports ([`client`], [`sio`]),
+//! the [`api`], [`metrics`], the router ([`http`]) and start/stop ([`run`]).
+//! Wire formats live in `centrifuge-proto`, `socketio` and `ws`; channels,
+//! history and presence in `hub`.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod run;
+pub mod sio;
+pub mod util;

@@ -1,0 +1,5 @@
+//! The `duplex` binary: see `duplex --help`.
+
+fn main() -> std::process::ExitCode {
+    duplex_server::cli::main()
+}
