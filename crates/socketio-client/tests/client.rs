@@ -835,3 +835,42 @@ async fn server_side_operations_on_many_sockets() {
     let remaining = ns.fetch_sockets().await.len();
     assert_eq!(remaining, 2);
 }
+
+/// A client may emit as soon as it sees CONNECT. With an async middleware
+/// the server sends CONNECT from another task than the one reading the
+/// client's packets, so the first event can arrive while the connect
+/// handler is still registering its handlers: the server must hold it
+/// until the handler has run, not drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_event_waits_for_the_connect_handler() {
+    let io = SocketIo::new(SocketIoConfig::default());
+    io.namespace("/slow", |socket| {
+        // A slow connect handler: handlers exist only after it returns.
+        // block_in_place hands this worker's queued tasks (the session's
+        // IO task among them) to another thread, so the client's first
+        // event really is read while this handler still runs.
+        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(300)));
+        socket.on("first", |_, data, ack| {
+            if let Some(ack) = ack {
+                let _ = ack.send(&data.args);
+            }
+        });
+    })
+    .middleware(|_| async { Ok(()) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let serve = tokio::spawn(async move {
+        let _ = io.serve(listener).await;
+    });
+    let client = Client::builder(&url)
+        .namespace("/slow")
+        .connect()
+        .await
+        .unwrap();
+    let reply = client
+        .emit_with_ack("first", &("hello", 1), Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(reply.args, [json!("hello"), json!(1)]);
+    serve.abort();
+}

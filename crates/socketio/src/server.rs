@@ -211,12 +211,12 @@ impl Server {
             }
             PacketKind::Event | PacketKind::BinaryEvent => {
                 if let Some(socket) = socket {
-                    socket.on_event(packet);
+                    socket.receive(packet);
                 }
             }
             PacketKind::Ack | PacketKind::BinaryAck => {
                 if let Some(socket) = socket {
-                    socket.on_ack(packet);
+                    socket.receive(packet);
                 }
             }
             PacketKind::Disconnect => {
@@ -337,7 +337,8 @@ fn admit(
     if socket.send_packet(&reply).is_err() || socket.send_frames(&missed).is_err() {
         return;
     }
-    (ns.template.on_connect)(socket);
+    (ns.template.on_connect)(socket.clone());
+    socket.release_early();
 }
 
 /// Closes clients that did not connect to any namespace in time. Ends when

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use socketio_proto::Packet;
+use socketio_proto::{Packet, PacketKind};
 use tokio::sync::oneshot;
 
 use crate::adapter::BroadcastOptions;
@@ -39,6 +39,12 @@ pub(crate) struct SocketInner {
     on_disconnect: Mutex<Option<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Data>>>,
     connected: AtomicBool,
+    /// Set once the namespace's connect handler has run. Until then the
+    /// events and acks the client sends wait in `early`: the client may
+    /// send as soon as it sees CONNECT, possibly before `on_connect` has
+    /// registered the handlers (async middleware runs on another task).
+    ready: AtomicBool,
+    early: Mutex<Vec<Packet>>,
     /// Private session id, when connection state recovery is on.
     pid: Option<Arc<str>>,
     recovered: bool,
@@ -126,6 +132,8 @@ impl Socket {
             on_disconnect: Mutex::new(None),
             acks: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            early: Mutex::new(Vec::new()),
             pid,
             recovered,
         }))
@@ -315,7 +323,48 @@ impl Socket {
     }
 
     /// An event arrived from the client.
-    pub(crate) fn on_event(&self, packet: Packet) {
+    /// An event or ack from the client: handled now, or held until the
+    /// connect handler has run.
+    pub(crate) fn receive(&self, packet: Packet) {
+        if !self.0.ready.load(Ordering::Acquire) {
+            let mut early = lock(&self.0.early);
+            // Checked again under the lock: `release_early` sets `ready`
+            // while holding it, so nothing is pushed after the last drain.
+            if !self.0.ready.load(Ordering::Acquire) {
+                early.push(packet);
+                return;
+            }
+        }
+        self.handle(packet);
+    }
+
+    /// Called after the connect handler: handles what arrived meanwhile, in
+    /// order, then lets packets through directly.
+    pub(crate) fn release_early(&self) {
+        loop {
+            let batch = {
+                let mut early = lock(&self.0.early);
+                if early.is_empty() {
+                    self.0.ready.store(true, Ordering::Release);
+                    *early = Vec::new();
+                    return;
+                }
+                std::mem::take(&mut *early)
+            };
+            for packet in batch {
+                self.handle(packet);
+            }
+        }
+    }
+
+    fn handle(&self, packet: Packet) {
+        match packet.kind {
+            PacketKind::Ack | PacketKind::BinaryAck => self.on_ack(packet),
+            _ => self.on_event(packet),
+        }
+    }
+
+    fn on_event(&self, packet: Packet) {
         let Ok(name) = packet.event_name() else {
             return;
         };
@@ -339,7 +388,7 @@ impl Socket {
     }
 
     /// An acknowledgement arrived from the client.
-    pub(crate) fn on_ack(&self, packet: Packet) {
+    fn on_ack(&self, packet: Packet) {
         let Some(id) = packet.ack_id else { return };
         let Some(tx) = lock(&self.0.acks).remove(&id) else {
             return;
