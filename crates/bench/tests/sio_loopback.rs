@@ -172,7 +172,12 @@ async fn broadcast_delivers_to_every_socket() {
             "{report:?}"
         );
         if rate > 0.0 {
-            assert!(report.broadcasts <= 70, "{report:?}");
+            // The pacer holds the rate over the window it measured (a busy
+            // machine may stretch the window, so the bound follows it).
+            assert!(
+                report.broadcasts as f64 <= rate * report.seconds + 10.0,
+                "{report:?}"
+            );
         }
     }
 }

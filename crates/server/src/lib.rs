@@ -24,5 +24,6 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod run;
+pub mod session;
 pub mod sio;
 pub mod util;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::node::Transport;
 
@@ -38,7 +39,7 @@ type TransportRow = (
 );
 
 /// Every number the node reports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Plain WebSocket (`/connection/websocket`).
     pub websocket: TransportCounters,
@@ -54,6 +55,27 @@ pub struct Metrics {
     disconnects: Mutex<BTreeMap<u16, u64>>,
     /// API requests by method and HTTP status.
     api_requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// API commands received, by method: one per request that passed the
+    /// HTTP checks, plus one per command inside a `batch`.
+    api_commands: Mutex<BTreeMap<String, u64>>,
+    /// When these counters started (the node's start).
+    started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            websocket: TransportCounters::default(),
+            socketio: TransportCounters::default(),
+            publications_api: AtomicU64::new(0),
+            publications_client: AtomicU64::new(0),
+            errors: Mutex::default(),
+            disconnects: Mutex::default(),
+            api_requests: Mutex::default(),
+            api_commands: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -83,6 +105,26 @@ impl Metrics {
     /// Counts an API request.
     pub fn api_request(&self, method: &str, status: u16) {
         bump(&self.api_requests, (method.to_owned(), status));
+    }
+
+    /// Counts one API command received (top level or inside a batch).
+    pub fn api_command(&self, method: &str) {
+        bump(&self.api_commands, method.to_owned());
+    }
+
+    /// API requests counted with `method` and HTTP `status` so far.
+    pub fn api_requests_with(&self, method: &str, status: u16) -> u64 {
+        self.api_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(method.to_owned(), status))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How long since the counters started (the node's uptime).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Errors counted with `code` so far.
@@ -193,6 +235,23 @@ impl Metrics {
                 "duplex_api_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP duplex_api_commands_total Server API commands received by method (each command of a batch counted too).\n# TYPE duplex_api_commands_total counter"
+        );
+        for (method, n) in self
+            .api_commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "duplex_api_commands_total{{method=\"{method}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP duplex_uptime_seconds Seconds since the node started.\n# TYPE duplex_uptime_seconds gauge\nduplex_uptime_seconds {}",
+            self.uptime().as_secs()
+        );
         for (name, help, value) in extra {
             let _ = writeln!(
                 out,
@@ -216,11 +275,17 @@ mod tests {
         m.error(103);
         m.error(103);
         m.api_request("publish", 200);
+        m.api_command("publish");
+        m.api_command("publish");
         let text = m.render(&[("duplex_channels", "Channels.", 2.0)]);
         assert!(text.contains("duplex_connections_total{transport=\"websocket\"} 3"));
         assert!(text.contains("duplex_errors_total{code=\"103\"} 2"));
         assert!(text.contains("duplex_api_requests_total{method=\"publish\",status=\"200\"} 1"));
         assert!(text.contains("duplex_channels 2"));
+        assert!(text.contains("duplex_api_commands_total{method=\"publish\"} 2"));
+        assert!(text.contains("duplex_uptime_seconds "));
+        assert_eq!(m.api_requests_with("publish", 200), 1);
+        assert_eq!(m.api_requests_with("publish", 400), 0);
         assert_eq!(m.errors_with_code(103), 2);
     }
 }

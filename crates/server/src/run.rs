@@ -39,14 +39,23 @@ pub enum RunError {
     },
 }
 
-/// Opens the configured store.
+/// Opens the configured store. Needs a tokio runtime.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
     match &config.storage {
-        StorageConfig::Memory => Ok(Arc::new(hub::MemoryStore::new())),
-        StorageConfig::Sqlite(path) => Err(RunError::Storage(format!(
-            "sqlite storage at {} is not available yet",
-            path.display()
-        ))),
+        StorageConfig::Memory => {
+            let store = hub::MemoryStore::new();
+            // Expired history and idle streams are dropped in the background
+            // (the task ends when the store is dropped).
+            drop(store.spawn_cleanup(Duration::from_secs(30)));
+            Ok(Arc::new(store))
+        }
+        StorageConfig::Sqlite(path) => {
+            let store =
+                hub_sqlite::SqliteStore::open(path, hub_sqlite::SqliteStoreConfig::default())
+                    .map_err(|e| RunError::Storage(format!("{}: {e}", path.display())))?;
+            tracing::info!("history in SQLite at {}", path.display());
+            Ok(Arc::new(store))
+        }
     }
 }
 
