@@ -18,8 +18,21 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Redis on 127.0.0.1:6379 (hub-redis tests)"
+scripts/ensure-redis.sh
+
 step "cargo test"
 cargo test --workspace --locked
+
+step "the duplex binary for the end-to-end suites"
+cargo build -p duplex-server --locked
+export DUPLEX_BIN="$PWD/target/debug/duplex"
+
+step "duplex end to end: centrifuge-js 5 (Node, ws)"
+e2e/centrifuge-js/run.sh
+
+step "duplex end to end: centrifuge-python"
+e2e/centrifuge-python/run.sh
 
 step "Socket.IO end to end: official socket.io-client (Node)"
 e2e/node/run.sh
