@@ -7,6 +7,7 @@
 #
 #   scripts/test-all.sh                    everything
 #   SKIP_AUTOBAHN=1 scripts/test-all.sh    without the Autobahn runs
+#   SKIP_BROWSER=1 scripts/test-all.sh     without the chromium test
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -33,6 +34,14 @@ e2e/centrifuge-js/run.sh
 
 step "duplex end to end: centrifuge-python"
 e2e/centrifuge-python/run.sh
+
+step "duplex.js unit tests (node --test)"
+e2e/duplexjs/run.sh
+
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+    step "browser: the demo page in Debian's chromium, driven by Playwright"
+    e2e/browser/run.sh
+fi
 
 step "Socket.IO end to end: official socket.io-client (Node)"
 e2e/node/run.sh

@@ -82,8 +82,9 @@
         const r = (this.recovering = { count: 0 });
         queueMicrotask(() => {
           this.recovering = null;
-          const what = r.count === 1 ? "1 missed message" : r.count + " missed messages";
-          this.setNote("reconnected: " + what + " recovered", "recovered", r.count);
+          const what = r.count === 0 ? "nothing was missed"
+            : (r.count === 1 ? "1 missed message" : r.count + " missed messages") + " recovered";
+          this.setNote("reconnected: " + what, "recovered", r.count);
         });
       } else {
         this.setNote("reconnected: history was lost, reloaded what is left", "reloaded");
