@@ -170,6 +170,7 @@ impl<H: Handler> Engine<H> {
             (Method::GET, Transport::WebSocket, sid) => {
                 let existing = match sid {
                     Some(sid) => match inner.session(sid) {
+                        Some(s) if s.is_closed() => return error_response(EngineError::UnknownSid),
                         Some(s) if s.lock().transport == TransportKind::Polling => Some(s),
                         Some(_) => return crate::websocket::refuse(inner, req),
                         None => return error_response(EngineError::UnknownSid),
@@ -299,9 +300,40 @@ impl<H: Handler> Inner<H> {
         if !session.mark_closed(reason) {
             return;
         }
-        self.sessions_lock().remove(&session.id);
+        let polling = session.lock().transport == TransportKind::Polling;
+        let server_side = matches!(reason, CloseReason::ServerClose | CloseReason::SlowClient);
+        if polling && server_side {
+            // The queued packets and then the close packet go out on the
+            // client's next polls (see `polling::poll`): keep the session
+            // for them, or until a heartbeat's worth of time says the client
+            // is gone.
+            let grace = self.config.ping_interval + self.config.ping_timeout;
+            if let Some(me) = self.me.upgrade() {
+                let session = session.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    me.forget_session(&session);
+                });
+            } else {
+                self.forget_session(session);
+            }
+        } else {
+            self.forget_session(session);
+        }
         let socket = self.socket(session.clone());
         self.handler.on_close(&socket, reason);
+    }
+
+    /// Drops a session from the table (idempotent; only this session, not a
+    /// newer one under the same id).
+    pub(crate) fn forget_session(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions_lock();
+        if sessions
+            .get(&session.id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(&session.id);
+        }
     }
 
     /// Acts on one packet from the client, whichever transport carried it.

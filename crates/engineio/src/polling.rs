@@ -75,13 +75,24 @@ pub(crate) async fn poll<H: Handler>(
             let mut state = session.lock();
             if let Some(reason) = state.closed {
                 // The client's own close packet releases the poll with a
-                // noop, as the reference server does; other ends send close.
-                let packet = if reason == CloseReason::TransportClose {
-                    "6"
-                } else {
-                    "1"
-                };
-                return payload_response(&[SharedFrame::text(packet)]);
+                // noop, as the reference server does. A server-side close
+                // first delivers what was queued before it (a Socket.IO
+                // DISCONNECT, say) and only the poll after that gets the
+                // close packet, as the reference server does (it closes
+                // once the buffer has drained): socket.io-client handles
+                // packets a tick late, so a close packet in the same payload
+                // would overtake the DISCONNECT. The session was kept for
+                // these polls and goes with the close packet.
+                if reason == CloseReason::TransportClose {
+                    return payload_response(&[SharedFrame::text("6")]);
+                }
+                if !state.queue.is_empty() {
+                    let frames: Vec<SharedFrame> = state.queue.drain(..).collect();
+                    return payload_response(&frames);
+                }
+                drop(state);
+                inner.forget_session(&session);
+                return payload_response(&[SharedFrame::text("1")]);
             }
             if state.noop_pending || state.transport != TransportKind::Polling {
                 state.noop_pending = false;
@@ -107,6 +118,10 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if session.is_closed() {
+        // Kept only so its last poll can carry the close packet.
+        return error_response(EngineError::UnknownSid);
+    }
     let limit = inner.config.max_payload;
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -356,3 +356,46 @@ async fn a_second_concurrent_upgrade_is_refused() {
         }
     }
 }
+
+/// Sends a last message and closes the session when told "bye".
+struct Farewell;
+
+impl Handler for Farewell {
+    fn on_open(&self, _: &Socket) {}
+    fn on_message(&self, socket: &Socket, text: Utf8Bytes) {
+        if text.as_str() == "bye" {
+            socket.send_text("farewell");
+            socket.close();
+        }
+    }
+    fn on_binary(&self, _: &Socket, _: Bytes) {}
+    fn on_close(&self, _: &Socket, _: CloseReason) {}
+}
+
+/// A server-side close of a polling session with no GET waiting keeps the
+/// session for the client's next polls, which get what was queued before
+/// the close and then the close packet (not "Session ID unknown").
+#[tokio::test]
+async fn server_close_waits_for_the_next_poll() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(Engine::new(fast(), Farewell).serve(listener));
+    let (sid, _) = handshake(addr).await;
+    let (status, _, body) = http(addr, "POST", &poll_path(&sid), b"4bye").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    // What was queued before the close first, the close packet on the
+    // poll after (in one payload, socket.io-client would let the close
+    // overtake a DISCONNECT).
+    let (status, _, body) = http(addr, "GET", &poll_path(&sid), b"").await;
+    assert_eq!((status, body.as_str()), (200, "4farewell"));
+    let (status, _, body) = http(addr, "GET", &poll_path(&sid), b"").await;
+    assert_eq!((status, body.as_str()), (200, "1"));
+    // After that last poll the session is gone.
+    let (status, _, body) = http(addr, "GET", &poll_path(&sid), b"").await;
+    assert_eq!(status, 400, "{body}");
+    // A POST to a closed session kept for its last poll is refused too.
+    let (sid, _) = handshake(addr).await;
+    http(addr, "POST", &poll_path(&sid), b"4bye").await;
+    let (status, _, _) = http(addr, "POST", &poll_path(&sid), b"4hello").await;
+    assert_eq!(status, 400);
+}

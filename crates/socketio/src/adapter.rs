@@ -9,17 +9,26 @@
 //! an adapter for several nodes implements the same trait, forwarding what
 //! other nodes must do and calling back into [`LocalNamespace`] for what
 //! this node must do. Operations whose answer may come from other nodes
-//! return futures.
+//! return futures. An adapter learns its namespace through
+//! [`Adapter::init`], so it can act on local sockets when a message from
+//! another node arrives.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use socketio_proto::Packet;
 
 use crate::config::RecoveryConfig;
-use crate::error::{DisconnectReason, EmitError};
+use crate::error::{AckError, AdapterError, DisconnectReason, EmitError};
 use crate::namespace::Namespace;
 use crate::recovery::{Recovery, Restored};
+use crate::socket::{frames, Data};
 use crate::sync::{read, write};
 use crate::Socket;
 
@@ -59,6 +68,45 @@ impl BroadcastOptions {
     }
 }
 
+/// What `fetchSockets` tells about a socket, whichever node it is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketData {
+    /// The socket id.
+    pub id: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The rooms it is in (its own id among them).
+    pub rooms: Vec<String>,
+    /// The `auth` payload it connected with.
+    pub auth: serde_json::Value,
+    /// The HTTP request that opened its connection.
+    pub handshake: HandshakeData,
+}
+
+/// The parts of a socket's opening HTTP request that travel between nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandshakeData {
+    /// Path and query of the request.
+    pub url: String,
+    /// Its headers (values that are not UTF-8 are left out).
+    pub headers: BTreeMap<String, String>,
+    /// The peer address, when the server recorded it.
+    pub address: Option<String>,
+}
+
+/// An event sent to many sockets that each acknowledge it.
+#[derive(Debug, Clone)]
+pub struct AckRequest {
+    /// The event name.
+    pub event: String,
+    /// Its arguments: a JSON array, with placeholders for `binary`.
+    pub args: serde_json::Value,
+    /// Binary attachments.
+    pub binary: Vec<Bytes>,
+    /// How long each socket has to acknowledge.
+    pub timeout: Duration,
+}
+
 /// This node's sockets of one namespace, as an adapter reaches them.
 #[derive(Clone)]
 pub struct LocalNamespace(pub(crate) Weak<Namespace>);
@@ -94,11 +142,113 @@ impl LocalNamespace {
             })
             .count()
     }
+
+    /// The namespace's name (`None` once the namespace is gone).
+    pub fn name(&self) -> Option<String> {
+        Some(self.0.upgrade()?.name.as_str().to_owned())
+    }
+
+    /// What `fetchSockets` reports about the local socket `id`.
+    pub fn socket_data(&self, id: &str) -> Option<SocketData> {
+        let socket = self.socket(id)?;
+        let request = socket.handshake();
+        let headers = request
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        Some(SocketData {
+            id: socket.id().to_owned(),
+            namespace: socket.namespace().to_owned(),
+            rooms: socket.rooms(),
+            auth: socket.auth().clone(),
+            handshake: HandshakeData {
+                url: request.uri.to_string(),
+                headers,
+                address: request
+                    .extensions
+                    .get::<std::net::SocketAddr>()
+                    .map(|a| a.to_string()),
+            },
+        })
+    }
+
+    /// Emits `request` to each listed local socket with one ack id and
+    /// collects every acknowledgement (or its error) within the timeout.
+    pub fn emit_with_ack(
+        &self,
+        ids: &[SocketId],
+        request: &AckRequest,
+    ) -> BoxFuture<'static, Vec<Result<Data, AckError>>> {
+        let Some(ns) = self.0.upgrade() else {
+            return Box::pin(std::future::ready(Vec::new()));
+        };
+        let sockets: Vec<Socket> = ids.iter().filter_map(|id| ns.socket(id)).collect();
+        let id = ns.next_ack.fetch_add(1, Ordering::Relaxed);
+        let packet = Packet::binary_event(
+            ns.name.clone(),
+            &request.event,
+            &request.args,
+            request.binary.clone(),
+            Some(id),
+        );
+        let frames = match packet {
+            Ok(packet) => frames(&packet),
+            Err(e) => {
+                let err = AckError::Encode(e.to_string());
+                return Box::pin(std::future::ready(
+                    sockets.iter().map(|_| Err(err.clone())).collect(),
+                ));
+            }
+        };
+        let timeout = request.timeout;
+        let handles: Vec<_> = sockets
+            .into_iter()
+            .map(|socket| {
+                let rx = socket.expect_ack(id);
+                let sent = socket.send_frames(&frames).is_ok();
+                tokio::spawn(async move {
+                    if !sent {
+                        return Err(AckError::Disconnected);
+                    }
+                    socket.wait_ack(id, rx, timeout).await
+                })
+            })
+            .collect();
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(handles.len());
+            for handle in handles {
+                results.push(handle.await.unwrap_or(Err(AckError::Disconnected)));
+            }
+            results
+        })
+    }
+
+    /// Runs this node's handler for a server-side event another node sent
+    /// (`serverSideEmit`); returns whether there was one.
+    pub fn server_event(&self, event: &str, args: Vec<serde_json::Value>) -> bool {
+        let Some(ns) = self.0.upgrade() else {
+            return false;
+        };
+        let handler = read(&ns.template.server_events).get(event).cloned();
+        match handler {
+            Some(handler) => {
+                handler(args);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Room membership and many-socket operations for one namespace. See the
 /// module docs.
 pub trait Adapter: Send + Sync + 'static {
+    /// Called once, when the namespace this adapter serves is created: the
+    /// handle an adapter spanning several nodes keeps to act on local
+    /// sockets when other nodes ask.
+    fn init(&self, _ns: LocalNamespace) {}
+
     /// Adds socket `id` to `room`.
     fn join(&self, id: &SocketId, room: &Room);
     /// Removes socket `id` from `room`.
@@ -121,19 +271,32 @@ pub trait Adapter: Send + Sync + 'static {
         ns.deliver(&self.select_local(opts), frames, opts.volatile)
     }
 
-    /// The selected sockets, of every node. The in-memory adapter returns
-    /// this node's.
+    /// Emits an event to every selected socket (of every node, unless
+    /// `opts.local`) and collects each acknowledgement within
+    /// `request.timeout`.
+    fn broadcast_with_ack(
+        &self,
+        ns: &LocalNamespace,
+        request: AckRequest,
+        opts: &BroadcastOptions,
+    ) -> BoxFuture<'static, Result<Vec<Result<Data, AckError>>, AdapterError>> {
+        let local = ns.emit_with_ack(&self.select_local(opts), &request);
+        Box::pin(async move { Ok(local.await) })
+    }
+
+    /// What is known about the selected sockets, of every node (unless
+    /// `opts.local`). The in-memory adapter returns this node's.
     fn fetch_sockets(
         &self,
         ns: &LocalNamespace,
         opts: &BroadcastOptions,
-    ) -> BoxFuture<'static, Vec<Socket>> {
+    ) -> BoxFuture<'static, Result<Vec<SocketData>, AdapterError>> {
         let sockets = self
             .select_local(opts)
             .iter()
-            .filter_map(|id| ns.socket(id))
+            .filter_map(|id| ns.socket_data(id))
             .collect();
-        Box::pin(std::future::ready(sockets))
+        Box::pin(std::future::ready(Ok(sockets)))
     }
 
     /// Makes the selected sockets (of every node) join `rooms`.

@@ -1,17 +1,17 @@
 //! Sending to many sockets: pick targets by room, encode the packet once,
 //! queue the same frames on every target.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use socketio_proto::Packet;
 
-use crate::adapter::BroadcastOptions;
-use crate::error::{AckError, EmitError};
+use crate::adapter::{AckRequest, BroadcastOptions};
+use crate::error::{AckError, AdapterError, EmitError};
 use crate::namespace::Namespace;
-use crate::socket::{frames, Data};
+use crate::remote::RemoteSocket;
+use crate::socket::Data;
 use crate::Socket;
 
 /// Selects sockets of a namespace (by rooms, with exceptions) and acts on
@@ -87,12 +87,34 @@ impl BroadcastOperator {
             .collect()
     }
 
-    /// The selected sockets of every node (`fetchSockets`).
-    pub async fn fetch_sockets(&self) -> Vec<Socket> {
-        self.ns
+    /// The selected sockets of every node (`fetchSockets`). When some
+    /// nodes do not answer in time, the sockets of those that did (see
+    /// [`BroadcastOperator::try_fetch_sockets`] to tell).
+    pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
+        match self.try_fetch_sockets().await {
+            Ok(sockets) => sockets,
+            Err(err) => {
+                tracing::warn!(%err, "fetchSockets: answering with this node's sockets only");
+                self.sockets()
+                    .iter()
+                    .filter_map(|s| self.ns.local.socket_data(s.id()))
+                    .map(|data| RemoteSocket::new(self.ns.clone(), data))
+                    .collect()
+            }
+        }
+    }
+
+    /// The selected sockets of every node, or why not all nodes answered.
+    pub async fn try_fetch_sockets(&self) -> Result<Vec<RemoteSocket>, AdapterError> {
+        let data = self
+            .ns
             .adapter
             .fetch_sockets(&self.ns.local, &self.opts)
-            .await
+            .await?;
+        Ok(data
+            .into_iter()
+            .map(|data| RemoteSocket::new(self.ns.clone(), data))
+            .collect())
     }
 
     /// Emits to every selected socket; the packet is encoded once. Returns
@@ -116,38 +138,49 @@ impl BroadcastOperator {
             .broadcast(&self.ns.local, &frames, &self.opts))
     }
 
-    /// Emits to every selected socket and collects each acknowledgement
-    /// (or its error) within the timeout.
+    /// Emits to every selected socket (of every node) and collects each
+    /// acknowledgement (or its error) within the timeout. Sockets of a node
+    /// that does not answer at all are missing from the result.
     pub async fn emit_with_ack<T: Serialize + ?Sized>(
         &self,
         event: &str,
         args: &T,
     ) -> Result<Vec<Result<Data, AckError>>, EmitError> {
-        let id = self.ns.next_ack.fetch_add(1, Ordering::Relaxed);
-        let packet = Packet::event(self.ns.name.clone(), event, args, Some(id))
-            .map_err(|e| EmitError::Encode(e.to_string()))?;
-        let frames = frames(&packet);
-        let waits: Vec<_> = self
-            .sockets()
-            .into_iter()
-            .map(|socket| {
-                let rx = socket.expect_ack(id);
-                let sent = socket.send_frames(&frames).is_ok();
-                let timeout = self.timeout;
-                async move {
-                    if !sent {
-                        return Err(AckError::Disconnected);
-                    }
-                    socket.wait_ack(id, rx, timeout).await
-                }
-            })
-            .collect();
-        let mut results = Vec::with_capacity(waits.len());
-        let handles: Vec<_> = waits.into_iter().map(tokio::spawn).collect();
-        for handle in handles {
-            results.push(handle.await.unwrap_or(Err(AckError::Disconnected)));
+        self.emit_binary_with_ack(event, args, Vec::new()).await
+    }
+
+    /// [`BroadcastOperator::emit_with_ack`] with arguments holding
+    /// placeholders for `binary`.
+    pub async fn emit_binary_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        binary: Vec<bytes::Bytes>,
+    ) -> Result<Vec<Result<Data, AckError>>, EmitError> {
+        let encode = |e: String| EmitError::Encode(e);
+        let args = serde_json::to_value(args).map_err(|e| encode(e.to_string()))?;
+        // Checks that the arguments make an event before any node sees them.
+        Packet::event(self.ns.name.clone(), event, &args, Some(0))
+            .map_err(|e| encode(e.to_string()))?;
+        let request = AckRequest {
+            event: event.to_owned(),
+            args,
+            binary,
+            timeout: self.timeout,
+        };
+        match self
+            .ns
+            .adapter
+            .broadcast_with_ack(&self.ns.local, request, &self.opts)
+            .await
+        {
+            Ok(results) => Ok(results),
+            Err(AdapterError::Encode(e)) => Err(EmitError::Encode(e)),
+            Err(err) => {
+                tracing::warn!(%err, "broadcast with acks: some nodes did not answer");
+                Ok(Vec::new())
+            }
         }
-        Ok(results)
     }
 
     /// Makes every selected socket join `room` (`socketsJoin`).

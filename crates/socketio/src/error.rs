@@ -80,3 +80,23 @@ pub enum EmitError {
     #[error("the socket is disconnected")]
     Disconnected,
 }
+
+/// A many-node operation that did not complete (only adapters spanning
+/// several nodes fail this way; the in-memory adapter never does).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AdapterError {
+    /// Some nodes did not answer in time.
+    #[error("timed out: {responded} of {expected} nodes answered")]
+    Timeout {
+        /// Nodes that answered.
+        responded: usize,
+        /// Nodes that were expected to answer.
+        expected: usize,
+    },
+    /// The shared backend (e.g. Redis) cannot be reached.
+    #[error("adapter backend unavailable: {0}")]
+    Unavailable(String),
+    /// The request could not be encoded.
+    #[error("could not encode the request: {0}")]
+    Encode(String),
+}

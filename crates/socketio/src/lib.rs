@@ -38,18 +38,20 @@ mod config;
 mod error;
 mod namespace;
 mod recovery;
+mod remote;
 mod server;
 mod socket;
 mod sync;
 
 pub use adapter::{
-    Adapter, AdapterFactory, BoxFuture, BroadcastOptions, LocalAdapter, LocalNamespace, Room,
-    SocketId,
+    AckRequest, Adapter, AdapterFactory, BoxFuture, BroadcastOptions, HandshakeData, LocalAdapter,
+    LocalNamespace, Room, SocketData, SocketId,
 };
 pub use broadcast::BroadcastOperator;
 pub use config::{RecoveryConfig, SocketIoConfig};
-pub use error::{AckError, DisconnectReason, EmitError};
+pub use error::{AckError, AdapterError, DisconnectReason, EmitError};
 pub use recovery::Restored;
+pub use remote::RemoteSocket;
 pub use server::{NamespaceRef, SioHandler, SocketIo};
 pub use socket::{AckSender, Data, Socket};
 

@@ -36,12 +36,16 @@ pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
 pub(crate) type Middleware =
     Arc<dyn Fn(Socket) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// Handles an event another node's server sent (`serverSideEmit`).
+pub(crate) type ServerEventHandler = Arc<dyn Fn(Vec<serde_json::Value>) + Send + Sync>;
+
 /// What a namespace is made from: shared by every namespace a dynamic
 /// matcher creates.
 #[derive(Clone)]
 pub(crate) struct Template {
     pub(crate) on_connect: ConnectHandler,
     pub(crate) middlewares: Arc<RwLock<Vec<Middleware>>>,
+    pub(crate) server_events: Arc<RwLock<HashMap<Box<str>, ServerEventHandler>>>,
 }
 
 pub(crate) struct Namespace {
@@ -65,7 +69,7 @@ impl Namespace {
         recovery: Option<RecoveryConfig>,
         adapter: Arc<dyn Adapter>,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|me| Self {
+        let ns = Arc::new_cyclic(|me| Self {
             name,
             template,
             sockets: RwLock::new(HashMap::new()),
@@ -73,7 +77,9 @@ impl Namespace {
             local: LocalNamespace(me.clone()),
             next_ack: AtomicU64::new(0),
             recovery,
-        })
+        });
+        ns.adapter.init(ns.local.clone());
+        ns
     }
 
     pub(crate) fn socket(&self, id: &str) -> Option<Socket> {

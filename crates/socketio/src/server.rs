@@ -19,7 +19,7 @@ use ws::Utf8Bytes;
 
 use crate::broadcast::BroadcastOperator;
 use crate::error::DisconnectReason;
-use crate::namespace::{Middleware, Namespace, Template};
+use crate::namespace::{Middleware, Namespace, ServerEventHandler, Template};
 use crate::sync::{lock, read, write};
 use crate::{Socket, SocketIoConfig};
 
@@ -60,9 +60,10 @@ impl std::fmt::Debug for SocketIo {
     }
 }
 
-/// Adds middleware to a namespace.
+/// Adds middleware (and server-side event handlers) to a namespace.
 pub struct NamespaceRef {
     middlewares: Arc<RwLock<Vec<Middleware>>>,
+    server_events: Arc<RwLock<HashMap<Box<str>, ServerEventHandler>>>,
 }
 
 impl NamespaceRef {
@@ -75,6 +76,18 @@ impl NamespaceRef {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         write(&self.middlewares).push(Arc::new(move |socket| Box::pin(middleware(socket))));
+        self
+    }
+
+    /// Handles `event` when another node's server sends it with
+    /// `server_side_emit` (`io.on(event)` of the reference server); it
+    /// replaces an earlier handler. Runs on the adapter's task: spawn for
+    /// slow work.
+    pub fn on_server_event<F>(&self, event: &str, handler: F) -> &Self
+    where
+        F: Fn(Vec<serde_json::Value>) + Send + Sync + 'static,
+    {
+        write(&self.server_events).insert(event.into(), Arc::new(handler));
         self
     }
 }
@@ -107,15 +120,20 @@ impl SocketIo {
         let template = Template {
             on_connect: Arc::new(on_connect),
             middlewares: Arc::default(),
+            server_events: Arc::default(),
         };
         let middlewares = template.middlewares.clone();
+        let server_events = template.server_events.clone();
         if let Ok(ns_name) = socketio_proto::Namespace::new(name.to_owned()) {
             let config = &self.server().config;
             let adapter = config.make_adapter(name);
             let ns = Namespace::new(ns_name, template, config.recovery.clone(), adapter);
             write(&self.server().namespaces).insert(name.into(), ns);
         }
-        NamespaceRef { middlewares }
+        NamespaceRef {
+            middlewares,
+            server_events,
+        }
     }
 
     /// Declares namespaces created on demand: a CONNECT to an unknown
@@ -128,10 +146,15 @@ impl SocketIo {
         let template = Template {
             on_connect: Arc::new(on_connect),
             middlewares: Arc::default(),
+            server_events: Arc::default(),
         };
         let middlewares = template.middlewares.clone();
+        let server_events = template.server_events.clone();
         write(&self.server().dynamic).push((Arc::new(matches), template));
-        NamespaceRef { middlewares }
+        NamespaceRef {
+            middlewares,
+            server_events,
+        }
     }
 
     /// Every socket of namespace `name` (an operator for broadcasts,
@@ -162,11 +185,12 @@ impl SocketIo {
         self.engine.clone().serve(listener).await
     }
 
-    /// Disconnects everyone (server shutdown).
+    /// Disconnects everyone connected to this node (server shutdown; the
+    /// other nodes of a cluster keep their sockets).
     pub fn close(&self) {
         let namespaces: Vec<_> = read(&self.server().namespaces).values().cloned().collect();
         for ns in namespaces {
-            BroadcastOperator::new(ns).disconnect();
+            BroadcastOperator::new(ns).local().disconnect();
         }
         self.engine.close_all();
     }

@@ -28,6 +28,7 @@ pub struct Data {
 }
 
 type EventHandler = Arc<dyn Fn(Socket, Data, Option<AckSender>) + Send + Sync>;
+type AnyHandler = Arc<dyn Fn(Socket, &str, Data, Option<AckSender>) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
 
 pub(crate) struct SocketInner {
@@ -36,6 +37,8 @@ pub(crate) struct SocketInner {
     pub(crate) engine: engineio::Socket,
     auth: serde_json::Value,
     handlers: RwLock<HashMap<Box<str>, EventHandler>>,
+    /// Called for events without a handler of their own.
+    any: RwLock<Option<AnyHandler>>,
     on_disconnect: Mutex<Option<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Data>>>,
     connected: AtomicBool,
@@ -129,6 +132,7 @@ impl Socket {
             engine,
             auth,
             handlers: RwLock::new(HashMap::new()),
+            any: RwLock::new(None),
             on_disconnect: Mutex::new(None),
             acks: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
@@ -191,6 +195,17 @@ impl Socket {
         F: Fn(Socket, Data, Option<AckSender>) + Send + Sync + 'static,
     {
         write(&self.0.handlers).insert(event.into(), Arc::new(handler));
+    }
+
+    /// Registers the handler for every event that has no handler of its own
+    /// (given the event's name); it replaces an earlier one. One catch-all
+    /// costs less memory per socket than many handlers, and lets a server
+    /// answer unknown events instead of ignoring them.
+    pub fn on_any<F>(&self, handler: F)
+    where
+        F: Fn(Socket, &str, Data, Option<AckSender>) + Send + Sync + 'static,
+    {
+        *write(&self.0.any) = Some(Arc::new(handler));
     }
 
     /// Registers the handler called once when the socket disconnects.
@@ -369,8 +384,14 @@ impl Socket {
             return;
         };
         let handler = read(&self.0.handlers).get(name.as_ref()).cloned();
-        let Some(handler) = handler else {
-            return;
+        let any = match handler {
+            Some(_) => None,
+            // The name is borrowed from the packet, whose attachments move
+            // into the data below: the catch-all gets its own copy.
+            None => match read(&self.0.any).clone() {
+                Some(any) => Some((any, name.into_owned())),
+                None => return,
+            },
         };
         let args = match packet.args_values() {
             Ok(args) => args,
@@ -384,7 +405,11 @@ impl Socket {
             args,
             binary: packet.attachments,
         };
-        handler(self.clone(), data, ack);
+        match (handler, any) {
+            (Some(handler), _) => handler(self.clone(), data, ack),
+            (None, Some((any, name))) => any(self.clone(), &name, data, ack),
+            (None, None) => {}
+        }
     }
 
     /// An acknowledgement arrived from the client.
@@ -420,6 +445,7 @@ impl Socket {
         }
         // Drop handlers: they may hold clones of this socket.
         write(&self.0.handlers).clear();
+        write(&self.0.any).take();
     }
 }
 
