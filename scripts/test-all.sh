@@ -35,6 +35,12 @@ e2e/centrifuge-js/run.sh
 step "duplex end to end: centrifuge-python"
 e2e/centrifuge-python/run.sh
 
+step "duplex end to end: official socket.io-client 4.8 on the Socket.IO mapping"
+e2e/socketio-duplex/run.sh
+
+step "Socket.IO across nodes: socket.io-client 4.8 against two nodes sharing Redis"
+e2e/socketio-cluster/run.sh
+
 step "duplex.js unit tests (node --test)"
 e2e/duplexjs/run.sh
 

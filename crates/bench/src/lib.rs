@@ -17,12 +17,23 @@
 //! The `duplex-bench` binary wraps both; `bench/run-echo.sh` runs the whole
 //! comparison matrix.
 
+pub mod centrifuge;
 pub mod client;
 pub mod echo;
+pub mod fanout;
+pub mod fanout_report;
 pub mod histogram;
+pub mod http;
 pub mod idle;
+pub mod jwt;
+pub mod output;
+pub mod plot;
 pub mod procfs;
+pub mod progress;
 pub mod ramp;
 pub mod report;
 pub mod sio;
+pub mod storm;
+pub mod sub_idle;
+pub mod subscriber;
 pub mod target;

@@ -7,16 +7,27 @@
 //! duplex-bench idle --url ws://127.0.0.1:9001/ --connections 1000,5000,15000 \
 //!     --server-pid 1234
 //! duplex-bench report bench/results/echo-20250101T000000Z.jsonl
+//! duplex-bench --out results.jsonl fanout --subscriber ws \
+//!     --url ws://127.0.0.1:8000/connection/websocket \
+//!     --api-url http://127.0.0.1:8000 --api-key KEY --subscribers 10000 \
+//!     --size 100 --window 8 --server-pid 1234
+//! duplex-bench sub-idle --subscriber sio --url http://127.0.0.1:8000 \
+//!     --connections 1000,5000,15000 --server-pid 1234
+//! duplex-bench plot results.jsonl --dir docs/plots/
 //! ```
 //!
-//! Each result is printed as one JSON line on stdout.
+//! Each result is printed as one JSON line on stdout (and appended to the
+//! file given with `--out`); a progress bar shows on a terminal.
 
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use duplex_bench::echo::{self, EchoOptions};
+use duplex_bench::fanout::{self, FanoutOptions, PublisherSpec};
 use duplex_bench::idle::{self, IdleOptions};
+use duplex_bench::output;
+use duplex_bench::subscriber::{SubKind, SubscribeSpec};
 use duplex_bench::target::Target;
 
 /// End-to-end WebSocket benchmarks, loading a server through duplex's
@@ -24,6 +35,14 @@ use duplex_bench::target::Target;
 #[derive(Debug, Parser)]
 #[command(name = "duplex-bench", version)]
 struct Cli {
+    /// Also append every result line (JSON) to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
+    /// Local addresses to connect from, in turn: `127.0.0.1-127.0.0.4` or
+    /// a comma-separated list (each allows about 28k connections to one
+    /// server port).
+    #[arg(long, global = true, value_name = "ADDRS")]
+    source_addrs: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,8 +53,21 @@ enum Command {
     Echo(EchoArgs),
     /// Server memory per idle connection.
     Idle(IdleArgs),
+    /// Fan-out: N subscribers, one publisher, publish-to-receipt latency.
+    Fanout(FanoutArgs),
+    /// Server memory per idle subscribed connection (plain WebSocket or
+    /// Socket.IO), in steps.
+    SubIdle(SubIdleArgs),
+    /// Connection storm: N clients connecting and subscribing at once
+    /// (with --recover-missed: reconnecting with recovery).
+    Storm(StormArgs),
     /// Markdown tables from a results file of JSON lines.
     Report(ReportArgs),
+    /// Markdown tables of the fan-out and sub-idle lines of a results file.
+    FanoutReport(ReportArgs),
+    /// SVG charts (throughput and memory vs connections, latency CDFs)
+    /// from results files.
+    Plot(PlotArgs),
     /// The Socket.IO scenarios (sio-echo, sio-broadcast, sio-idle,
     /// sio-report; see `duplex_bench::sio`).
     #[command(flatten)]
@@ -99,6 +131,125 @@ struct IdleArgs {
     settle: f64,
 }
 
+/// How subscribers connect.
+#[derive(Debug, Args)]
+struct SubscriberArgs {
+    /// Subscriber protocol: `ws` (duplex /connection/websocket, URL
+    /// ws://host:port/connection/websocket), `sio` (duplex's Socket.IO
+    /// mapping, URL http://host:port) or `sio-room` (a Socket.IO peer's
+    /// room, URL http://host:port).
+    #[arg(long, value_enum)]
+    subscriber: SubKind,
+    /// The server's URL for subscribers (see --subscriber).
+    #[arg(long)]
+    url: String,
+    /// Channel (or room) to subscribe to.
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// Sign an HS256 connection token per subscriber with this secret
+    /// (omit against a server in --dev).
+    #[arg(long)]
+    token_secret: Option<String>,
+    /// Name of the server, copied into the JSON output.
+    #[arg(long)]
+    label: Option<String>,
+    /// Connects (with subscribe) in flight while opening connections.
+    #[arg(long, default_value_t = 200)]
+    ramp: usize,
+    /// Client runtime threads (1: tokio current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+}
+
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    #[command(flatten)]
+    sub: SubscriberArgs,
+    /// Publisher: `api` (POST /api/publish at --api-url) or `sio-bcast`
+    /// (a Socket.IO socket at --url emitting `bcast`, for the peers).
+    #[arg(long, default_value = "api")]
+    publisher: String,
+    /// The server API, http://host:port (for --publisher api).
+    #[arg(long)]
+    api_url: Option<String>,
+    /// The server API key (for --publisher api).
+    #[arg(long, default_value = "")]
+    api_key: String,
+    /// Subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Bytes of each publication's data (a JSON object).
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Publications per second; 0: as fast as the window allows.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Most publications in flight (not yet received by every subscriber).
+    #[arg(long, default_value_t = 4)]
+    window: u64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Server process id, for its CPU time (from /proc/PID/stat).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+struct StormArgs {
+    #[command(flatten)]
+    sub: SubscriberArgs,
+    /// Clients.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Connects in flight at most (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    concurrency: usize,
+    /// Recovery storm (--subscriber ws, a channel with history): subscribe
+    /// everyone, disconnect, publish this many times through the API,
+    /// reconnect everyone at once recovering.
+    #[arg(long)]
+    recover_missed: Option<u64>,
+    /// The server API, http://host:port (for --recover-missed).
+    #[arg(long)]
+    api_url: Option<String>,
+    /// The server API key (for --recover-missed).
+    #[arg(long, default_value = "")]
+    api_key: String,
+    /// Server process id, for its CPU time (from /proc/PID/stat).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+struct SubIdleArgs {
+    #[command(flatten)]
+    sub: SubscriberArgs,
+    /// Subscribed connections to hold; a comma-separated increasing list
+    /// measures at each step, keeping earlier connections open.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    connections: Vec<usize>,
+    /// Server process id, for its RSS (from /proc/PID/status).
+    #[arg(long)]
+    server_pid: u32,
+    /// Least seconds to let the server's RSS settle before reading it.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+}
+
+#[derive(Debug, Args)]
+struct PlotArgs {
+    /// Results files (JSON lines).
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// Folder to write the SVG files into.
+    #[arg(long = "dir", short = 'd', default_value = "plots")]
+    dir: std::path::PathBuf,
+}
+
 #[derive(Debug, Args)]
 struct ReportArgs {
     /// The results file (JSON lines, as written by bench/run-echo.sh).
@@ -109,20 +260,53 @@ fn seconds(s: f64, what: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("bad {what}: {s}"))
 }
 
+async fn subscribe_spec(a: &SubscriberArgs, read_buf: usize) -> Result<SubscribeSpec> {
+    Ok(SubscribeSpec {
+        kind: a.subscriber,
+        target: a.subscriber.target(&a.url).await?,
+        channel: a.channel.clone(),
+        token_secret: a.token_secret.clone(),
+        read_buf,
+    })
+}
+
 fn main() -> Result<()> {
-    let cli = match Cli::parse() {
+    let cli = Cli::parse();
+    if let Some(path) = &cli.out {
+        output::set_file(path)?;
+    }
+    if let Some(spec) = &cli.source_addrs {
+        duplex_bench::client::set_source_addrs(duplex_bench::client::parse_source_addrs(spec)?);
+    }
+    let cli = match cli {
         Cli {
             command: Command::Sio(sio),
+            ..
         } => return duplex_bench::sio::cli::run(sio),
         cli => cli,
     };
     let threads = match &cli.command {
         Command::Echo(a) => a.common.client_threads,
         Command::Idle(a) => a.common.client_threads,
+        Command::Fanout(a) => a.sub.client_threads,
+        Command::SubIdle(a) => a.sub.client_threads,
+        Command::Storm(a) => a.sub.client_threads,
         Command::Report(a) => {
             let jsonl = std::fs::read_to_string(&a.file)
                 .with_context(|| format!("reading {}", a.file.display()))?;
             print!("{}", duplex_bench::report::render(&jsonl)?);
+            return Ok(());
+        }
+        Command::FanoutReport(a) => {
+            let jsonl = std::fs::read_to_string(&a.file)
+                .with_context(|| format!("reading {}", a.file.display()))?;
+            print!("{}", duplex_bench::fanout_report::render(&jsonl)?);
+            return Ok(());
+        }
+        Command::Plot(a) => {
+            for path in duplex_bench::plot::run(&a.files, &a.dir)? {
+                eprintln!("wrote {}", path.display());
+            }
             return Ok(());
         }
         Command::Sio(_) => unreachable!("the Socket.IO scenarios ran above"),
@@ -152,7 +336,7 @@ fn main() -> Result<()> {
                     label: a.common.label,
                 };
                 let report = echo::run(&opts).await?;
-                println!("{}", serde_json::to_string(&report)?);
+                output::emit(&report)?;
             }
             Command::Idle(a) => {
                 let opts = IdleOptions {
@@ -163,13 +347,80 @@ fn main() -> Result<()> {
                     settle: seconds(a.settle, "--settle")?,
                     label: a.common.label,
                 };
-                idle::run(&opts, |step| match serde_json::to_string(step) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => eprintln!("duplex-bench: cannot serialize a result: {e}"),
-                })
-                .await?;
+                idle::run(&opts, output::emit_or_warn).await?;
             }
-            Command::Report(_) | Command::Sio(_) => {}
+            Command::Fanout(a) => {
+                let subscribe =
+                    subscribe_spec(&a.sub, (a.size + 256).clamp(4096, 64 * 1024)).await?;
+                let publisher = match a.publisher.as_str() {
+                    "api" => {
+                        let url = a
+                            .api_url
+                            .as_deref()
+                            .context("--publisher api needs --api-url")?;
+                        PublisherSpec::Api {
+                            target: duplex_bench::http::resolve(url).await?,
+                            api_key: a.api_key.clone(),
+                        }
+                    }
+                    "sio-bcast" => PublisherSpec::SioBcast {
+                        target: duplex_bench::sio::resolve(&a.sub.url).await?,
+                    },
+                    other => anyhow::bail!("unknown --publisher {other:?}: api or sio-bcast"),
+                };
+                let opts = FanoutOptions {
+                    subscribe,
+                    publisher,
+                    subscribers: a.subscribers,
+                    size: a.size,
+                    rate: a.rate,
+                    window: a.window,
+                    duration: seconds(a.duration, "--duration")?,
+                    warmup: seconds(a.warmup, "--warmup")?,
+                    server_pid: a.server_pid,
+                    ramp_concurrency: a.sub.ramp,
+                    label: a.sub.label.clone(),
+                };
+                let report = fanout::run(&opts).await?;
+                output::emit(&report)?;
+            }
+            Command::SubIdle(a) => {
+                let opts = duplex_bench::sub_idle::SubIdleOptions {
+                    subscribe: subscribe_spec(&a.sub, 256).await?,
+                    steps: a.connections,
+                    server_pid: a.server_pid,
+                    ramp_concurrency: a.sub.ramp,
+                    settle: seconds(a.settle, "--settle")?,
+                    label: a.sub.label.clone(),
+                };
+                duplex_bench::sub_idle::run(&opts, output::emit_or_warn).await?;
+            }
+            Command::Storm(a) => {
+                let recover = match a.recover_missed {
+                    None => None,
+                    Some(missed) => {
+                        let url = a
+                            .api_url
+                            .as_deref()
+                            .context("--recover-missed needs --api-url")?;
+                        let api = duplex_bench::storm::ApiSpec {
+                            target: duplex_bench::http::resolve(url).await?,
+                            api_key: a.api_key.clone(),
+                        };
+                        Some((missed, api))
+                    }
+                };
+                let opts = duplex_bench::storm::StormOptions {
+                    subscribe: subscribe_spec(&a.sub, 4096).await?,
+                    connections: a.connections,
+                    concurrency: a.concurrency,
+                    recover,
+                    server_pid: a.server_pid,
+                    label: a.sub.label.clone(),
+                };
+                output::emit(&duplex_bench::storm::run(&opts).await?)?;
+            }
+            Command::Report(_) | Command::FanoutReport(_) | Command::Plot(_) | Command::Sio(_) => {}
         }
         Ok(())
     })

@@ -64,6 +64,33 @@ pub fn parse_rss_kib(status: &str) -> Result<u64> {
     kib.parse().with_context(|| format!("bad VmRSS {kib:?}"))
 }
 
+/// The host's count of connections dropped because a listen queue was
+/// full (`TcpExt: ListenOverflows` of `/proc/net/netstat`); system-wide,
+/// so meaningful on an otherwise quiet host.
+pub fn listen_overflows() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").context("reading /proc/net/netstat")?;
+    parse_netstat(&text, "TcpExt:", "ListenOverflows")
+}
+
+/// One counter of `/proc/net/netstat`: a header line of names and a line
+/// of values, both starting with `prefix`.
+pub fn parse_netstat(text: &str, prefix: &str, name: &str) -> Result<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        bail!("no {prefix} lines");
+    };
+    let at = names
+        .split_ascii_whitespace()
+        .position(|n| n == name)
+        .with_context(|| format!("no {name} counter"))?;
+    values
+        .split_ascii_whitespace()
+        .nth(at)
+        .with_context(|| format!("no value for {name}"))?
+        .parse()
+        .with_context(|| format!("bad value for {name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +106,17 @@ mod tests {
         let status = "Name:\tx\nVmPeak:\t  100 kB\nVmRSS:\t    2048 kB\nThreads:\t1\n";
         assert_eq!(parse_rss_kib(status).unwrap(), 2048);
         assert!(parse_rss_kib("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn parses_netstat() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 12 13\nIpExt: A\nIpExt: 1\n";
+        assert_eq!(
+            parse_netstat(text, "TcpExt:", "ListenOverflows").unwrap(),
+            12
+        );
+        assert!(parse_netstat(text, "TcpExt:", "Nope").is_err());
+        assert!(parse_netstat("", "TcpExt:", "ListenOverflows").is_err());
     }
 
     #[test]

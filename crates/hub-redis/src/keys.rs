@@ -14,6 +14,10 @@
 //! {prefix}:p:{channel}        hash  client -> encoded ClientInfo (presence)
 //! {prefix}:z:{channel}        zset  client -> expiry (ms, server clock)
 //! {prefix}:c:{channel}        pub/sub topic of the channel
+//! {prefix}:nodes              hash  node id -> what the node announced (control)
+//! {prefix}:nodes:z            zset  node id -> expiry (ms, server clock)
+//! {prefix}:ctl                pub/sub topic every node listens to (control)
+//! {prefix}:ctl:<node>         pub/sub topic of one node (control replies)
 //! ```
 
 use hub::ChannelName;
@@ -62,6 +66,34 @@ impl Keys {
         self.name("c", channel)
     }
 
+    /// The hash of announced nodes.
+    pub(crate) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// The expiry times of announced nodes.
+    pub(crate) fn nodes_expiry(&self) -> String {
+        format!("{}:nodes:z", self.prefix)
+    }
+
+    /// The control topic every node listens to.
+    pub(crate) fn control(&self) -> String {
+        format!("{}:ctl", self.prefix)
+    }
+
+    /// The control topic of node `node`.
+    pub(crate) fn control_of(&self, node: &str) -> String {
+        format!("{}:ctl:{node}", self.prefix)
+    }
+
+    /// Whether `topic` is one of this prefix's control topics.
+    pub(crate) fn is_control(&self, topic: &str) -> bool {
+        topic
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(":ctl"))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+    }
+
     /// The channel a topic of this prefix belongs to.
     pub(crate) fn channel_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
         topic
@@ -86,5 +118,10 @@ mod tests {
         assert_eq!(keys.channel_of("duplex:m:{x}"), None);
         assert_eq!(keys.meta(&c), "duplex:m:{ns:room#1,2}");
         assert_eq!(keys.idempotency(&c, "k 1"), b"duplex:i:{ns:room#1,2}:k 1");
+        assert!(keys.is_control(&keys.control()));
+        assert!(keys.is_control(&keys.control_of("n1")));
+        assert!(!keys.is_control(&topic));
+        assert!(!keys.is_control("duplex:ctlx"));
+        assert_eq!(keys.channel_of(&keys.control()), None);
     }
 }

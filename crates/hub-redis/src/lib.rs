@@ -64,9 +64,14 @@
 //! [`Presence`](hub::Error::Presence)): nothing waits for Redis to come
 //! back, and nothing waits longer than [`RedisConfig::command_timeout`].
 //! [`RedisBackend::health`] says which connection is down and why.
-//! Publications sent while a node's subscription connection was down do
-//! not reach that node's subscribers live; they are in history for
-//! recovery.
+//! Publications sent while a node's subscription connection was down are
+//! caught up from history after the reconnect, before anything newer, and
+//! before the connection counts as up again (see `pubsub`); what history no
+//! longer holds is counted in [`BrokerStats::missed`].
+//!
+//! **Control.** [`RedisBackend::control`] gives the server what it needs
+//! to run nodes as one beyond channels: a registry of live nodes with TTL,
+//! and control messages to every node or to one (see [`RedisControl`]).
 //!
 //! ```no_run
 //! use hub::{Hub, Namespaces};
@@ -99,6 +104,7 @@
 mod broker;
 mod config;
 mod conn;
+mod control;
 mod error;
 mod health;
 mod keys;
@@ -115,6 +121,7 @@ use tokio::sync::watch;
 
 pub use broker::RedisBroker;
 pub use config::RedisConfig;
+pub use control::{ControlHandler, RedisControl};
 pub use error::RedisBackendError;
 pub use health::RedisHealth;
 pub use presence::RedisPresence;
@@ -180,6 +187,8 @@ impl RedisBackend {
             keys.clone(),
             config.clone(),
             health.clone(),
+            commands.clone(),
+            scripts.clone(),
             shutdown_rx,
         );
         Ok(Self {
@@ -251,5 +260,17 @@ impl RedisBackend {
     /// The presence store, for [`HubBuilder::presence`](hub::HubBuilder::presence).
     pub fn presence(&self) -> Arc<RedisPresence> {
         Arc::new(RedisPresence::new(self.core.clone()))
+    }
+
+    /// Node-to-node control: the registry of live nodes and control
+    /// messages (see [`RedisControl`]).
+    pub fn control(&self) -> RedisControl {
+        RedisControl::new(self.core.clone())
+    }
+
+    /// What this node received over pub/sub so far (same as
+    /// [`RedisBroker::stats`]).
+    pub fn broker_stats(&self) -> BrokerStats {
+        self.core.subs.stats()
     }
 }

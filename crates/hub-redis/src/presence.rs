@@ -4,12 +4,18 @@
 //! Owns the presence layout: per channel, a hash of client id to encoded
 //! [`ClientInfo`] and beside it a sorted set of client id to expiry time
 //! (Redis 7.0 has no per-field hash expiry). `add` writes both and pushes
-//! the expiry `presence_ttl` ahead; readers drop expired entries before
-//! answering; both keys also expire as a whole `presence_ttl` after the last
-//! add, so a channel whose nodes all died leaves nothing behind. The hub
-//! keeps this node's entries alive with
-//! [`Hub::refresh_presence`](hub::Hub::refresh_presence); an entry of a
-//! node that stopped is gone at most `presence_ttl` after its last refresh.
+//! the expiry `presence_ttl` ahead; readers skip expired entries; both keys
+//! also expire as a whole `presence_ttl` after the last add, so a channel
+//! whose nodes all died leaves nothing behind. The hub keeps this node's
+//! entries alive with [`Hub::refresh_presence`](hub::Hub::refresh_presence);
+//! an entry of a node that stopped is gone from answers at most
+//! `presence_ttl` after its last refresh.
+//!
+//! Expired entries are removed by [`RedisPresence::expire`], which returns
+//! what it removed, so that exactly one caller (of however many nodes
+//! sweep) learns of each vanished client and can announce its leave. An
+//! entry nobody swept is dropped by a later `add` once it has been expired
+//! for another `presence_ttl`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,6 +67,46 @@ impl RedisPresence {
             parse_entries(reply).map_err(Error::presence)
         })
     }
+}
+
+impl RedisPresence {
+    /// Removes up to `limit` expired entries of `channel` and returns them:
+    /// the clients of nodes that stopped refreshing (crashed, or cut off
+    /// from Redis for longer than `presence_ttl`). Atomic: when several
+    /// nodes sweep the same channel, each entry is returned to one of them.
+    pub fn expire(
+        &self,
+        channel: &ChannelName,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<ClientInfo>>> {
+        let command = Command::script(
+            &self.core.scripts.presence_expire,
+            self.keys(channel),
+            vec![limit.max(1).to_string().into_bytes()],
+        );
+        let reply = self.core.commands.send(command);
+        Box::pin(async move {
+            let reply = reply.await.map_err(Error::presence)?;
+            parse_entries(reply).map_err(Error::presence)
+        })
+    }
+}
+
+/// Decodes a flat (id, value, id, value...) reply as raw pairs.
+pub(crate) fn parse_pairs(reply: Value) -> Result<Vec<(String, Vec<u8>)>, RedisBackendError> {
+    let items = as_array(reply, "pair list")?;
+    if items.len() % 2 != 0 {
+        return Err(RedisBackendError::Reply(
+            "reply with an odd field list".into(),
+        ));
+    }
+    items
+        .chunks_exact(2)
+        .map(|pair| {
+            let id = String::from_utf8_lossy(as_bytes(&pair[0], "id")?).into_owned();
+            Ok((id, as_bytes(&pair[1], "value")?.to_vec()))
+        })
+        .collect()
 }
 
 fn parse_entries(reply: Value) -> Result<Vec<ClientInfo>, RedisBackendError> {

@@ -137,12 +137,16 @@ return out
 "#;
 
 /// Presence add/refresh. KEYS: hash, expiry zset. ARGV: client, info, TTL ms.
+///
+/// Entries that expired are left for [`PRESENCE_EXPIRE`], which announces
+/// them; only those expired for a whole further TTL (nobody swept them) are
+/// dropped here, so that the hash stays bounded without a sweeper.
 const PRESENCE_ADD: &str = r#"
 local now, ttl = now_ms(), tonumber(ARGV[3])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
-if #expired > 0 then
-  redis.call('HDEL', KEYS[1], unpack(expired))
-  redis.call('ZREM', KEYS[2], unpack(expired))
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl, 'LIMIT', 0, 100)
+if #stale > 0 then
+  redis.call('HDEL', KEYS[1], unpack(stale))
+  redis.call('ZREM', KEYS[2], unpack(stale))
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
@@ -158,18 +162,64 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 "#;
 
-/// Presence read: drops expired entries, returns the rest as HGETALL does.
+/// Presence read: the entries that have not expired, as HGETALL returns
+/// them (client, info, client, info...). Expired entries are skipped, not
+/// dropped: [`PRESENCE_EXPIRE`] drops them and reports them once.
 /// KEYS: hash, expiry zset.
 const PRESENCE_READ: &str = r#"
-local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for i = 1, #expired, 500 do
-  redis.call('HDEL', KEYS[1], unpack(expired, i, math.min(i + 499, #expired)))
+local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now_ms(), '+inf')
+local out = {}
+for i = 1, #live, 500 do
+  local last = math.min(i + 499, #live)
+  local infos = redis.call('HMGET', KEYS[1], unpack(live, i, last))
+  for j = i, last do
+    local info = infos[j - i + 1]
+    if info then
+      out[#out + 1] = live[j]
+      out[#out + 1] = info
+    end
+  end
 end
-if #expired > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return out
+"#;
+
+/// Presence sweep: removes up to ARGV[1] expired entries and returns them
+/// (client, info, ...), so that exactly one caller learns of each and can
+/// announce its leave. KEYS: hash, expiry zset.
+const PRESENCE_EXPIRE: &str = r#"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for _, client in ipairs(expired) do
+  local info = redis.call('HGET', KEYS[1], client)
+  redis.call('HDEL', KEYS[1], client)
+  redis.call('ZREM', KEYS[2], client)
+  if info then
+    out[#out + 1] = client
+    out[#out + 1] = info
+  end
 end
-return redis.call('HGETALL', KEYS[1])
+return out
+"#;
+
+/// Catch-up read after the subscription connection came back: what a
+/// channel's stream holds after a position, without creating or touching
+/// anything (a channel without a stream answers `{0, ''}`).
+///
+/// KEYS: meta, history. ARGV: epoch of the last publication seen ('' if
+/// none), offset of it. When the epoch differs, the whole stream is read.
+/// Returns {top offset, epoch, id1, body1, ...} like [`HISTORY`].
+const CATCH_UP: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'e', 's')
+if not m[1] then return {0, ''} end
+local out = {tonumber(m[2]) or 0, m[1]}
+local bound = '-'
+if m[1] == ARGV[1] then bound = '(' .. ARGV[2] .. '-0' end
+local entries = redis.call('XRANGE', KEYS[2], bound, '+')
+for _, e in ipairs(entries) do
+  out[#out + 1] = e[1]
+  out[#out + 1] = e[2][4]
+end
+return out
 "#;
 
 /// One script: its source and digest.
@@ -196,6 +246,8 @@ pub(crate) struct Scripts {
     pub(crate) presence_add: Arc<Script>,
     pub(crate) presence_remove: Arc<Script>,
     pub(crate) presence_read: Arc<Script>,
+    pub(crate) presence_expire: Arc<Script>,
+    pub(crate) catch_up: Arc<Script>,
 }
 
 impl Scripts {
@@ -206,16 +258,20 @@ impl Scripts {
             presence_add: Script::new("presence_add", PRESENCE_ADD),
             presence_remove: Script::new("presence_remove", PRESENCE_REMOVE),
             presence_read: Script::new("presence_read", PRESENCE_READ),
+            presence_expire: Script::new("presence_expire", PRESENCE_EXPIRE),
+            catch_up: Script::new("catch_up", CATCH_UP),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Script; 5] {
+    pub(crate) fn all(&self) -> [&Script; 7] {
         [
             &*self.publish,
             &*self.history,
             &*self.presence_add,
             &*self.presence_remove,
             &*self.presence_read,
+            &*self.presence_expire,
+            &*self.catch_up,
         ]
     }
 }

@@ -280,7 +280,7 @@ fn offset_of(id: &Value) -> Result<u64, RedisBackendError> {
         })
 }
 
-fn parse_history(reply: Value) -> Result<HistoryResult, RedisBackendError> {
+pub(crate) fn parse_history(reply: Value) -> Result<HistoryResult, RedisBackendError> {
     let items = as_array(reply, "history reply")?;
     let (head, entries) = items.split_at(items.len().min(2));
     let [top, epoch] = head else {

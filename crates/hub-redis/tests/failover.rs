@@ -154,8 +154,8 @@ async fn operations_fail_fast_while_redis_is_down_and_recover_after() {
     assert!(took < Duration::from_millis(200), "failed fast: {took:?}");
     for err in &errors {
         assert!(err.is_temporary(), "{err}");
-        // The hub maps every backend failure to its temporary internal code.
-        assert_eq!(err.code(), 100, "{err}");
+        // The hub maps every backend failure to 108 (not available), temporary.
+        assert_eq!(err.code(), 108, "{err}");
         assert!(err.to_string().contains("redis"), "{err}");
     }
     assert!(matches!(errors[0], hub::Error::Storage(_)));
@@ -260,11 +260,17 @@ async fn dropping_a_node_closes_its_connections() {
     let a = Node::start(config(&url, "drop")).await;
     let _sub = a.subscribe("h:x", "a1").await;
     a.publish("h:x", "1").await;
-    assert_eq!(
-        clients(&url).await,
-        2,
-        "one command and one subscription connection"
-    );
+    // The subscription connection may still be completing its handshake
+    // on a busy machine: wait for it, then check there are no more.
+    let mut open = 0;
+    for _ in 0..200 {
+        open = clients(&url).await;
+        if open >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(open, 2, "one command and one subscription connection");
     drop(a);
     let mut left = usize::MAX;
     for _ in 0..200 {

@@ -2,7 +2,7 @@
 //! for what goes wrong afterwards.
 //!
 //! Store operations return [`hub::Error`]; a [`StoreError`] travels inside
-//! it as the cause of [`hub::Error::Storage`] (reply code 100, temporary),
+//! it as the cause of [`hub::Error::Storage`] (reply code 108, temporary),
 //! so that logs show what SQLite said. Mapping to client replies is the
 //! hub's business, not this crate's.
 

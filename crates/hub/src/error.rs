@@ -3,8 +3,10 @@
 //! Every fallible operation of the hub, its stores and brokers returns
 //! [`Error`]. The variants carry what a caller needs to answer a client;
 //! [`Error::code`] gives the Centrifugo reply code, the one place that
-//! mapping lives. Storage and broker failures keep their cause as a source
-//! so that logs show it, and are [temporary](Error::is_temporary).
+//! mapping lives. Storage, broker and presence failures keep their cause as
+//! a source so that logs show it, and are [temporary](Error::is_temporary):
+//! they answer 108 (not available) with `temporary: true`, so that clients
+//! retry, and the HTTP API answers them with 503.
 
 use crate::channel::ChannelNameError;
 
@@ -59,13 +61,13 @@ pub enum Error {
     /// (code 112).
     #[error("unrecoverable position")]
     UnrecoverablePosition,
-    /// The store failed or is unreachable (code 100, temporary).
+    /// The store failed or is unreachable (code 108, temporary).
     #[error("storage error: {0}")]
     Storage(#[source] BoxError),
-    /// The broker failed or is unreachable (code 100, temporary).
+    /// The broker failed or is unreachable (code 108, temporary).
     #[error("broker error: {0}")]
     Broker(#[source] BoxError),
-    /// The presence store failed or is unreachable (code 100, temporary).
+    /// The presence store failed or is unreachable (code 108, temporary).
     #[error("presence error: {0}")]
     Presence(#[source] BoxError),
     /// The hub is shutting down or a task it ran failed (code 100).
@@ -76,7 +78,9 @@ pub enum Error {
 impl Error {
     /// The Centrifugo reply code for this error: 100 internal, 102 unknown
     /// channel, 103 permission denied, 105 already subscribed, 106 limit
-    /// exceeded, 107 bad request, 108 not available, 112 unrecoverable position.
+    /// exceeded, 107 bad request, 108 not available (a feature that is off,
+    /// or a backend that is unreachable right now, then
+    /// [temporary](Self::is_temporary)), 112 unrecoverable position.
     pub fn code(&self) -> u32 {
         match self {
             Error::InvalidChannel(_) | Error::BadRequest(_) => 107,
@@ -85,8 +89,9 @@ impl Error {
             Error::AlreadySubscribed { .. } => 105,
             Error::LimitExceeded { .. } => 106,
             Error::NotAvailable { .. } => 108,
+            Error::Storage(_) | Error::Broker(_) | Error::Presence(_) => 108,
             Error::UnrecoverablePosition => 112,
-            Error::Storage(_) | Error::Broker(_) | Error::Presence(_) | Error::Internal(_) => 100,
+            Error::Internal(_) => 100,
         }
     }
 
@@ -150,9 +155,9 @@ mod tests {
             (Error::BadRequest("x".into()), 107, false),
             (Error::NotAvailable { what: "history" }, 108, false),
             (Error::UnrecoverablePosition, 112, false),
-            (Error::storage("disk"), 100, true),
-            (Error::broker("redis down"), 100, true),
-            (Error::presence("redis down"), 100, true),
+            (Error::storage("disk"), 108, true),
+            (Error::broker("redis down"), 108, true),
+            (Error::presence("redis down"), 108, true),
             (Error::Internal("x".into()), 100, false),
         ];
         for (err, code, temporary) in cases {

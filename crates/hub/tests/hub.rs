@@ -881,7 +881,7 @@ async fn backend_failures_undo_the_subscription() {
         .await
         .unwrap_err();
     assert!(err.is_temporary());
-    assert_eq!(err.code(), 100);
+    assert_eq!(err.code(), 108);
     assert!(!n.hub.is_subscribed(&ch("room:x"), "c1"));
     assert_eq!(
         n.presence.stats(&ch("room:x")).await.unwrap().num_clients,

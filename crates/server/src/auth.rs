@@ -175,8 +175,10 @@ impl Auth {
             #[serde(default)]
             exp: Option<u64>,
         }
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &validation)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let mut data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &validation)
+                .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        whole_seconds(&mut data.claims)?;
         let exp: Exp = serde_json::from_value(data.claims.clone())
             .map_err(|e| TokenError::Invalid(format!("exp: {e}")))?;
         if let Some(exp) = exp.exp {
@@ -253,6 +255,43 @@ impl Auth {
     }
 }
 
+/// The claims that are RFC 7519 NumericDates.
+const NUMERIC_DATES: [&str; 3] = ["exp", "iat", "nbf"];
+
+/// Checks that the claims are a JSON object and turns its NumericDates into
+/// whole seconds. RFC 7519 allows fractions, and common libraries write
+/// them (PyJWT given `time.time() + 3600`, JavaScript's `Date.now() / 1000`);
+/// Centrifugo reads them too. Rounding down makes a token expire up to a
+/// second early, never late. A date that is not a non-negative number is
+/// refused.
+fn whole_seconds(claims: &mut serde_json::Value) -> Result<(), TokenError> {
+    let Some(map) = claims.as_object_mut() else {
+        return Err(TokenError::Invalid(
+            "the claims are not a JSON object".into(),
+        ));
+    };
+    for name in NUMERIC_DATES {
+        let Some(value) = map.get_mut(name) else {
+            continue;
+        };
+        if value.is_null() || value.is_u64() {
+            continue;
+        }
+        match value.as_f64() {
+            // `as` saturates; seconds beyond u64 are "never" either way.
+            Some(secs) if secs.is_finite() && secs >= 0.0 => {
+                *value = serde_json::Value::from(secs.floor() as u64);
+            }
+            _ => {
+                return Err(TokenError::Invalid(format!(
+                    "{name}: not a NumericDate (seconds since the epoch)"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn strip_nulls(mut value: serde_json::Value) -> serde_json::Value {
     if let Some(map) = value.as_object_mut() {
         map.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
@@ -319,6 +358,105 @@ mod tests {
             auth.verify_connect(""),
             Err(TokenError::Invalid(_))
         ));
+    }
+
+    /// Test-only key pairs (tests/fixtures), made with openssl.
+    const RSA_PRIVATE: &str = include_str!("../tests/fixtures/test-only-rs256-private.pem");
+    const RSA_PUBLIC: &str = include_str!("../tests/fixtures/test-only-rs256-public.pem");
+    const EC_PRIVATE: &str = include_str!("../tests/fixtures/test-only-es256-private.pem");
+    const EC_PUBLIC: &str = include_str!("../tests/fixtures/test-only-es256-public.pem");
+
+    fn signed(alg: Algorithm, key: &EncodingKey, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(alg), claims, key).unwrap()
+    }
+
+    #[test]
+    fn public_keys_verify_their_algorithm_only() {
+        let rsa = Auth::new(&TokenKey::RsaPem(RSA_PUBLIC.into())).unwrap();
+        let ec = Auth::new(&TokenKey::EcPem(EC_PUBLIC.into())).unwrap();
+        assert_eq!(rsa.algorithm(), Algorithm::RS256);
+        assert_eq!(ec.algorithm(), Algorithm::ES256);
+        let rsa_key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+        let ec_key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
+        let claims = serde_json::json!({"sub": "42", "exp": now_secs() + 60});
+        let rs = signed(Algorithm::RS256, &rsa_key, &claims);
+        let es = signed(Algorithm::ES256, &ec_key, &claims);
+        assert_eq!(rsa.verify_connect(&rs).unwrap().sub, "42");
+        assert_eq!(ec.verify_connect(&es).unwrap().sub, "42");
+        // Each refuses the other's tokens, and HS256 keyed with its PEM.
+        assert!(matches!(
+            rsa.verify_connect(&es),
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            ec.verify_connect(&rs),
+            Err(TokenError::Invalid(_))
+        ));
+        for (auth, pem) in [(&rsa, RSA_PUBLIC), (&ec, EC_PUBLIC)] {
+            let confused = signed(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(pem.as_bytes()),
+                &claims,
+            );
+            assert!(matches!(
+                auth.verify_connect(&confused),
+                Err(TokenError::Invalid(_))
+            ));
+        }
+        // RS384 with the right RSA key is still another algorithm.
+        let rs384 = signed(Algorithm::RS384, &rsa_key, &claims);
+        assert!(matches!(
+            rsa.verify_connect(&rs384),
+            Err(TokenError::Invalid(_))
+        ));
+        // Public keys cannot sign.
+        assert!(matches!(
+            rsa.sign_connect("1", None, None, &[]),
+            Err(KeyError::CannotSign)
+        ));
+        // A key of the wrong kind is refused up front.
+        assert!(Auth::new(&TokenKey::RsaPem(EC_PUBLIC.into())).is_err());
+        assert!(Auth::new(&TokenKey::EcPem(RSA_PUBLIC.into())).is_err());
+        assert!(matches!(
+            Auth::new(&TokenKey::Hmac(String::new())),
+            Err(KeyError::EmptySecret)
+        ));
+    }
+
+    #[test]
+    fn numeric_dates_may_be_fractional() {
+        // RFC 7519 NumericDate allows fractions, and libraries emit them
+        // (PyJWT with `time.time() + 3600`, JavaScript's `Date.now() / 1000`).
+        let auth = hmac();
+        let now = now_secs() as f64;
+        let claims = serde_json::json!({"sub": "1", "iat": now + 0.25, "exp": now + 60.5});
+        let c = auth.verify_connect(&auth.sign(&claims).unwrap()).unwrap();
+        assert_eq!(c.exp, Some(now as u64 + 60));
+        assert_eq!(c.iat, Some(now as u64));
+        let claims = serde_json::json!({"sub": "1", "exp": now - 10.5});
+        assert_eq!(
+            auth.verify_connect(&auth.sign(&claims).unwrap())
+                .unwrap_err(),
+            TokenError::Expired
+        );
+        let claims = serde_json::json!({"sub": "1", "channel": "c", "exp": now + 60.5, "iat": now});
+        let s = auth.verify_subscribe(&auth.sign(&claims).unwrap()).unwrap();
+        assert_eq!(s.exp, Some(now as u64 + 60));
+        // Not numbers, or negative: invalid.
+        for exp in [
+            serde_json::json!("soon"),
+            serde_json::json!(-5),
+            serde_json::json!(-0.5),
+        ] {
+            let claims = serde_json::json!({"sub": "1", "exp": exp});
+            assert!(
+                matches!(
+                    auth.verify_connect(&auth.sign(&claims).unwrap()),
+                    Err(TokenError::Invalid(_))
+                ),
+                "{claims}"
+            );
+        }
     }
 
     #[test]

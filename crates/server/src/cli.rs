@@ -67,7 +67,7 @@ struct ServeArgs {
     /// `memory`, `sqlite` or `sqlite:PATH` [env: DUPLEX_STORAGE] [default: sqlite in the data folder].
     #[arg(long, value_name = "memory|sqlite:PATH")]
     storage: Option<String>,
-    /// Broker for several nodes, redis://HOST:PORT (not supported yet) [env: DUPLEX_BROKER].
+    /// Broker to run several nodes as one, redis://HOST:PORT [env: DUPLEX_BROKER].
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
     /// Log filter, e.g. `info` or `warn,duplex_server=debug` [env: DUPLEX_LOG_LEVEL] [default: info].
@@ -218,13 +218,6 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
     if args.print_config {
         print!("{}", config.to_toml(true));
         return Ok(());
-    }
-    if let Some(broker) = &config.broker {
-        return Err(format!(
-            "broker {broker:?}: running several nodes through a broker is not supported yet; \
-             remove the broker setting (--broker, DUPLEX_BROKER or `broker` in the config file) \
-             to run a single node"
-        ));
     }
     let generated = config.ensure_secrets().map_err(|e| e.to_string())?;
     if let Some(generated) = &generated {

@@ -47,6 +47,32 @@ pub enum TokenKey {
     EcPem(String),
 }
 
+/// How a node uses the broker, when `broker` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerOptions {
+    /// Every Redis key and topic starts with this and a colon. Nodes that
+    /// are to act as one share it. Default `duplex`.
+    pub prefix: String,
+    /// How long a presence entry lives in Redis without a refresh; a node
+    /// refreshes its own every third of it, so the clients of a node that
+    /// died leave presence (with leave pushes) within about this long.
+    /// Default 30 s.
+    pub presence_ttl: Duration,
+    /// How long a node stays listed by `info` after its last heartbeat; it
+    /// beats every third of it. Default 15 s.
+    pub node_ttl: Duration,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "duplex".into(),
+            presence_ttl: Duration::from_secs(30),
+            node_ttl: Duration::from_secs(15),
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -100,7 +126,11 @@ pub struct Config {
     /// Where history lives. Default SQLite at `<data_dir>/duplex.sqlite3`.
     pub storage: StorageConfig,
     /// A broker for several nodes (`redis://host:port`); `None` runs alone.
+    /// With a broker, history, offsets, epochs and presence live in Redis
+    /// and `storage` is not used.
     pub broker: Option<String>,
+    /// Key prefix and timings for the broker.
+    pub broker_options: BrokerOptions,
     /// The key backends send in `X-API-Key`.
     pub api_key: String,
     /// How tokens are verified.
@@ -139,6 +169,7 @@ impl Default for Config {
             storage: StorageConfig::Sqlite(data_dir.join("duplex.sqlite3")),
             data_dir,
             broker: None,
+            broker_options: BrokerOptions::default(),
             api_key: String::new(),
             token_key: TokenKey::Hmac(String::new()),
             token_secret: String::new(),

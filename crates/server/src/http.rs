@@ -20,6 +20,9 @@ use tokio::net::TcpListener;
 use crate::node::Node;
 use crate::util::{json, response, text, Body};
 
+/// How long a client may take to send a request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything the router needs: the node and the Socket.IO server.
 #[derive(Clone)]
 pub struct App {
@@ -43,6 +46,9 @@ impl App {
             return crate::client::handle(&self.node, req);
         }
         if self.sio.engine().matches(path) {
+            if let Some(refusal) = self.foreign_session(&req) {
+                return refusal;
+            }
             return self.sio.engine().handle(req).await;
         }
         if let Some(method) = path.strip_prefix("/api/") {
@@ -58,7 +64,61 @@ impl App {
         }
     }
 
+    /// With several nodes, an Engine.IO request for a session this node does
+    /// not hold most likely belongs to another node behind a load balancer
+    /// without sticky sessions: say so, instead of a bare "Session ID
+    /// unknown" (same status and code, so clients behave the same).
+    fn foreign_session<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        self.node.config().broker.as_ref()?;
+        let sid = req
+            .uri()
+            .query()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("sid="))?;
+        if self.sio.engine().socket(sid).is_some() {
+            return None;
+        }
+        let mut r = json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({
+                "code": 1,
+                "message": "Session ID unknown on this node: with several duplex nodes, \
+                    Socket.IO long-polling needs sticky sessions at the load balancer \
+                    (or connect with transports: [\"websocket\"])",
+            }),
+        );
+        if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+            r.headers_mut()
+                .insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            r.headers_mut().insert(
+                http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                http::HeaderValue::from_static("true"),
+            );
+        }
+        Some(r)
+    }
+
     async fn health(&self) -> Response<Body> {
+        if let Some(cluster) = self.node.cluster() {
+            // With a broker, storage and presence are Redis too: its
+            // connections say it all (and probing would write keys).
+            let health = cluster.health();
+            return match health.reason() {
+                None => json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "status": "ok",
+                        "node": self.node.uid(),
+                        "clients": self.node.registry().num_clients(),
+                        "broker": "connected",
+                    }),
+                ),
+                Some(reason) => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "unavailable", "reason": reason}),
+                ),
+            };
+        }
         let hub = self.node.hub();
         // Storage answers a position read, or it is unavailable.
         let probe: hub::ChannelName = match "_health".parse() {
@@ -117,10 +177,14 @@ impl App {
                 self.sio.engine().session_count() as f64,
             ),
         ];
+        let mut text = self.node.metrics().render(&extra);
+        if let Some(cluster) = self.node.cluster() {
+            text.push_str(&cluster.render_metrics());
+        }
         response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            self.node.metrics().render(&extra),
+            text,
         )
     }
 
@@ -151,6 +215,10 @@ impl App {
                     async move { Ok::<_, Infallible>(app.route(req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    // A client that trickles its request head (slowloris),
+                    // or keeps an idle keep-alive connection, is closed.
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(tcp), service)
                     .with_upgrades();

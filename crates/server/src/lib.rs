@@ -5,7 +5,8 @@
 //!
 //! This crate is wiring: configuration and CLI ([`config`], [`cli`]), tokens
 //! ([`auth`]), the shared [`node`], the transports ([`client`], [`sio`]),
-//! the [`api`], [`metrics`], the router ([`http`]) and start/stop ([`run`]).
+//! the [`api`], [`metrics`], the router ([`http`]), start/stop ([`run`])
+//! and, with a broker, the other nodes ([`cluster`]).
 //! Wire formats live in `centrifuge-proto`, `socketio` and `ws`; channels,
 //! history and presence in `hub`.
 
@@ -18,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use hub::{ChannelName, Hub};
 use tokio::sync::watch;
@@ -156,6 +156,8 @@ struct NodeInner {
     registry: Registry,
     uid: String,
     shutdown: watch::Sender<bool>,
+    /// Set once at start when the node runs with a broker.
+    cluster: OnceLock<crate::cluster::Cluster>,
 }
 
 impl Node {
@@ -172,6 +174,7 @@ impl Node {
                 registry: Registry::default(),
                 uid,
                 shutdown,
+                cluster: OnceLock::new(),
             }),
         }
     }
@@ -204,6 +207,17 @@ impl Node {
     /// This node's unique id (changes every start).
     pub fn uid(&self) -> &str {
         &self.inner.uid
+    }
+
+    /// The other nodes, when this node runs with a broker (`None` alone).
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.get()
+    }
+
+    /// Makes this node part of `cluster`; `run` does it at start. Only the
+    /// first call counts (`false` after that).
+    pub fn set_cluster(&self, cluster: crate::cluster::Cluster) -> bool {
+        self.inner.cluster.set(cluster).is_ok()
     }
 
     /// Resolves when shutdown begins; connections close themselves then.

@@ -5,6 +5,14 @@
 //! shutdown (stop accepting, close clients with 3001 / a Socket.IO
 //! disconnect, wait up to the drain time, flush storage). It does not parse
 //! flags or files (`cli`, `config`) or speak protocols.
+//!
+//! With `broker` set, the hub's store, broker and presence are one
+//! [`hub_redis::RedisBackend`] (history, offsets, epochs and presence live
+//! in Redis, so the `storage` setting is not used), and the node joins the
+//! [`Cluster`] of nodes sharing the key prefix. Start-up does not wait for
+//! Redis longer than its connect timeout: a node that cannot reach it
+//! starts anyway, answers `/health` with 503 and reconnects in the
+//! background.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +21,7 @@ use hub::{Hub, Namespaces, Store};
 use tokio::net::TcpListener;
 
 use crate::auth::Auth;
+use crate::cluster::Cluster;
 use crate::config::{Config, StorageConfig};
 use crate::http::App;
 use crate::node::Node;
@@ -29,6 +38,9 @@ pub enum RunError {
     /// Storage could not be opened.
     #[error("storage: {0}")]
     Storage(String),
+    /// The broker setting is not usable (a malformed URL).
+    #[error("broker: {0}")]
+    Broker(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -86,6 +98,9 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = tokio::time::timeout_at(deadline, self.task).await;
+        if let Some(cluster) = node.cluster() {
+            cluster.stop().await;
+        }
         match tokio::time::timeout(drain.max(Duration::from_secs(1)), node.hub().flush()).await {
             Ok(Ok(())) => tracing::info!("storage flushed"),
             Ok(Err(e)) => tracing::error!("storage flush failed: {e}"),
@@ -98,16 +113,57 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, RunError> {
     let config = Arc::new(config);
     let namespaces = Namespaces::new(config.channel.clone(), config.namespaces.clone())?;
-    let store = open_store(&config)?;
-    let hub = Hub::builder(namespaces).store(store).build();
     let auth = Auth::new(&config.token_key)?;
-    let node = Node::new(config.clone(), hub, auth);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let node = match &config.broker {
+        None => {
+            let store = open_store(&config)?;
+            let hub = Hub::builder(namespaces).store(store).build();
+            Node::new(config.clone(), hub, auth)
+        }
+        Some(url) => {
+            let redis = crate::cluster::redis_config(url, &config.broker_options);
+            let wait = redis.connect_timeout + redis.command_timeout;
+            let backend =
+                hub_redis::RedisBackend::new(redis).map_err(|e| RunError::Broker(e.to_string()))?;
+            let hub = Hub::builder(namespaces)
+                .store(backend.store())
+                .broker(backend.broker())
+                .presence(backend.presence())
+                .build();
+            let node = Node::new(config.clone(), hub, auth);
+            let (health, connected) = backend.wait_connected(wait).await;
+            if connected {
+                tracing::info!(
+                    prefix = %config.broker_options.prefix,
+                    "broker {url}: connected; history, offsets and presence live in Redis \
+                     (the storage setting is not used)"
+                );
+            } else {
+                tracing::warn!(
+                    "broker {url}: not reachable yet ({}); serving anyway, /health answers 503 \
+                     until it is",
+                    health.reason().unwrap_or_default()
+                );
+            }
+            let cluster = Cluster::start(&node, backend, config.broker_options.clone()).await;
+            node.set_cluster(cluster);
+            node
+        }
+    };
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            // Stop what the cluster started (heartbeats, presence upkeep).
+            node.begin_shutdown();
+            if let Some(cluster) = node.cluster() {
+                cluster.stop().await;
+            }
+            return Err(RunError::Listen {
+                addr: config.listen,
+                source,
+            });
+        }
+    };
     let addr = listener.local_addr().map_err(|source| RunError::Listen {
         addr: config.listen,
         source,
@@ -125,30 +181,40 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
 
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(config: Config) -> Result<(), RunError> {
+    // Signal handlers go in before the listener opens: a SIGTERM right
+    // after "listening" must shut down gracefully, not kill the process.
+    let signal = shutdown_signal();
     let running = start(config).await?;
-    wait_for_signal().await;
+    signal.await;
     running.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGINT/SIGTERM handlers now and returns a future that
+/// resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

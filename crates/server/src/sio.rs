@@ -129,7 +129,14 @@ fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String
     let creds = match session.authenticate(token) {
         Ok(creds) => creds,
         Err(err) => {
-            node.metrics().error(err.code());
+            // Count it as the WebSocket side does: a reply code as an
+            // error, a close code (3500 invalid token) as a disconnect.
+            match &err {
+                SessionError::Reply(e) => node.metrics().error(e.code),
+                SessionError::Disconnect(d) => node
+                    .metrics()
+                    .disconnect(u16::try_from(d.code).unwrap_or(u16::MAX)),
+            }
             return Err(refusal(&err, token.is_empty()));
         }
     };
@@ -148,12 +155,15 @@ fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String
             timer: None,
         }),
     });
-    for event in EVENTS {
+    {
+        // One catch-all instead of a handler per event: less memory per
+        // socket, and unknown events are answered (104) instead of ignored.
         let conn = conn.clone();
-        socket.on(event, move |socket, data, ack| {
+        socket.on_any(move |socket, name, data, ack| {
             counters(&conn.node)
                 .messages_in
                 .fetch_add(1, Ordering::Relaxed);
+            let event = EVENTS.iter().copied().find(|e| *e == name).unwrap_or("");
             conn.enqueue(Job::Event {
                 socket,
                 event,
@@ -363,8 +373,19 @@ impl SioConn {
         data: Data,
         ack: Option<AckSender>,
     ) {
-        let arg = data.args.into_iter().next().unwrap_or(Value::Null);
-        let outcome = match handle_event(session, event, arg).await {
+        let result = if data.binary.is_empty() {
+            let arg = data.args.into_iter().next().unwrap_or(Value::Null);
+            handle_event(session, event, arg).await
+        } else {
+            // Channels carry JSON; a binary attachment would be stored as
+            // its placeholder. Refuse it instead of publishing that.
+            Err(SessionError::Reply(proto::ReplyError::new(
+                proto::ErrorCode::BadRequest.code(),
+                "binary attachments are not supported: channels carry JSON",
+                false,
+            )))
+        };
+        let outcome = match result {
             Ok((body, activation)) => {
                 if let Some(ack) = ack {
                     let _ = ack.send(&(body,));

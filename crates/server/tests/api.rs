@@ -1013,7 +1013,7 @@ async fn storage_down_answers_503() {
 
     let a = api(addr, "publish", json!({"channel": "x", "data": 1})).await;
     assert_eq!(a.status, 503, "{a:?}");
-    assert_eq!(a.code(), 100);
+    assert_eq!(a.code(), 108);
     assert_eq!(a.json()["error"]["temporary"], true);
     assert_eq!(
         api(addr, "history", json!({"channel": "x", "limit": 1}))
@@ -1045,7 +1045,7 @@ async fn storage_down_answers_503() {
     )
     .await
     .result();
-    assert_eq!(r["responses"][0]["error"]["code"], 100);
+    assert_eq!(r["responses"][0]["error"]["code"], 108);
     assert_eq!(r["responses"][1]["error"]["code"], 102);
     let a = api(
         addr,

@@ -520,7 +520,7 @@ fn gentoken_tokens_verify_with_their_claims() {
 }
 
 #[test]
-fn serve_refuses_a_broker_and_bad_settings() {
+fn serve_refuses_bad_settings() {
     let dir = TempDir::new();
     let o = run(duplex(&dir.0).args([
         "serve",
@@ -529,10 +529,10 @@ fn serve_refuses_a_broker_and_bad_settings() {
         "--listen",
         "127.0.0.1:0",
         "--broker",
-        "redis://127.0.0.1:6379",
+        "nats://127.0.0.1:4222",
     ]));
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not supported yet"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid broker"), "{}", stderr(&o));
     assert!(
         !dir.path("duplex-data").exists(),
         "refused before generating secrets"

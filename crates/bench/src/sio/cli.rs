@@ -171,7 +171,7 @@ pub fn run(command: SioCommand) -> Result<()> {
                     label: a.common.label,
                 };
                 let report = echo::run(&opts).await?;
-                println!("{}", serde_json::to_string(&report)?);
+                crate::output::emit(&report)?;
             }
             SioCommand::SioBroadcast(a) => {
                 let opts = SioBroadcastOptions {
@@ -188,7 +188,7 @@ pub fn run(command: SioCommand) -> Result<()> {
                     label: a.common.label,
                 };
                 let report = broadcast::run(&opts).await?;
-                println!("{}", serde_json::to_string(&report)?);
+                crate::output::emit(&report)?;
             }
             SioCommand::SioIdle(a) => {
                 let opts = SioIdleOptions {
@@ -199,11 +199,7 @@ pub fn run(command: SioCommand) -> Result<()> {
                     settle: seconds(a.settle, "--settle")?,
                     label: a.common.label,
                 };
-                idle::run(&opts, |step| match serde_json::to_string(step) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => eprintln!("duplex-bench: cannot serialize a result: {e}"),
-                })
-                .await?;
+                idle::run(&opts, crate::output::emit_or_warn).await?;
             }
             SioCommand::SioReport(_) => {}
         }

@@ -27,6 +27,7 @@ pub mod broadcast;
 pub mod cli;
 pub mod echo;
 pub mod idle;
+pub mod polling;
 pub mod report;
 
 use std::sync::Arc;
@@ -102,6 +103,16 @@ impl SioClient {
     /// namespace `/` and waits for the server's CONNECT reply. `read_buf`
     /// is the size of the connection's read buffer.
     pub async fn connect(target: &Target, read_buf: usize) -> Result<Self> {
+        Self::connect_with_auth(target, read_buf, None).await
+    }
+
+    /// [`Self::connect`] with an auth object in the CONNECT packet
+    /// (`40{"token":"..."}`), as `io(url, {auth})` sends.
+    pub async fn connect_with_auth(
+        target: &Target,
+        read_buf: usize,
+        auth: Option<&str>,
+    ) -> Result<Self> {
         let mut ws = Client::connect(target, read_buf).await?;
         let open = next_text(&mut ws)
             .await
@@ -109,7 +120,10 @@ impl SioClient {
         if !open.starts_with("0{") {
             bail!("expected the Engine.IO open packet, got {:?}", clip(&open));
         }
-        ws.send_text("40").await?;
+        match auth {
+            Some(auth) => ws.send_text(&format!("40{auth}")).await?,
+            None => ws.send_text("40").await?,
+        }
         let mut client = Self {
             ws,
             sid: String::new(),
@@ -149,6 +163,38 @@ impl SioClient {
             let text = next_text(&mut self.ws).await?;
             match text.as_bytes().first() {
                 Some(b'4') => return Ok(text),
+                Some(b'2') => {
+                    let mut pong = String::with_capacity(text.len());
+                    pong.push('3');
+                    pong.push_str(&text[1..]);
+                    self.ws.send_text(&pong).await?;
+                }
+                Some(b'6') => {}
+                Some(b'1') => bail!("the server closed the Engine.IO session"),
+                _ => bail!("unexpected Engine.IO packet {:?}", clip(&text)),
+            }
+        }
+    }
+
+    /// Waits until the socket has something to read (cancel-safe).
+    pub async fn readable(&self) -> Result<()> {
+        self.ws.readable().await
+    }
+
+    /// The next Engine.IO message packet if one can be had without
+    /// waiting (see [`Client::try_next_message`]); pings are answered on
+    /// the way, as in [`Self::next_packet`].
+    pub async fn try_next_packet(&mut self) -> Result<Option<Utf8Bytes>> {
+        loop {
+            let text = match self.ws.try_next_message().await? {
+                None => return Ok(None),
+                Some(Message::Text(text)) => text,
+                Some(Message::Ping(_) | Message::Pong(_)) => continue,
+                Some(Message::Binary(_)) => bail!("unexpected binary message"),
+                Some(Message::Close(frame)) => bail!("server closed the WebSocket: {frame:?}"),
+            };
+            match text.as_bytes().first() {
+                Some(b'4') => return Ok(Some(text)),
                 Some(b'2') => {
                     let mut pong = String::with_capacity(text.len());
                     pong.push('3');
@@ -251,7 +297,7 @@ pub fn json_u64_field(json: &str, name: &str) -> Option<u64> {
 }
 
 /// The string after `"name":` in a flat JSON object (no escapes).
-fn json_string_field<'a>(json: &'a str, name: &str) -> Option<&'a str> {
+pub fn json_string_field<'a>(json: &'a str, name: &str) -> Option<&'a str> {
     let value = field_value(json, name)?.strip_prefix('"')?;
     value.split_once('"').map(|(s, _)| s)
 }
@@ -285,7 +331,7 @@ fn clip(text: &str) -> &str {
 
 /// User and system CPU time of process `pid` (`utime`, `stime` of
 /// `/proc/PID/stat`), in clock ticks.
-fn cpu_split(pid: u32) -> Result<(u64, u64)> {
+pub(crate) fn cpu_split(pid: u32) -> Result<(u64, u64)> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_cpu_split(&stat).with_context(|| format!("parsing {path}"))
@@ -311,7 +357,10 @@ fn parse_cpu_split(stat: &str) -> Result<(u64, u64)> {
 
 /// The server's CPU time over a measured window: total and user-space
 /// seconds (`None` without a server pid).
-fn server_cpu(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> (Option<f64>, Option<f64>) {
+pub(crate) fn server_cpu(
+    before: Option<(u64, u64)>,
+    after: Option<(u64, u64)>,
+) -> (Option<f64>, Option<f64>) {
     let total = |(u, s): (u64, u64)| u + s;
     (
         ticks_to_seconds(before.map(total), after.map(total)),
@@ -320,7 +369,7 @@ fn server_cpu(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> (Option<
 }
 
 /// Server CPU time in seconds between two tick readings.
-fn ticks_to_seconds(a: Option<u64>, b: Option<u64>) -> Option<f64> {
+pub(crate) fn ticks_to_seconds(a: Option<u64>, b: Option<u64>) -> Option<f64> {
     let ticks_per_sec = crate::procfs::clock_ticks_per_sec() as f64;
     match (a, b) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_sec),

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use centrifuge_proto::{Disconnect, RawJson};
 use hub::{ChannelName, HistoryFilter, PublishRequest, StreamPosition};
@@ -20,7 +19,8 @@ use serde_json::value::RawValue;
 
 use super::glob::{Pattern, PatternError};
 use super::json::{self, Obj};
-use crate::node::{ClientHandle, Node, ServerCommand};
+use crate::cluster::{NodeInfo, UserCommand};
+use crate::node::{Node, ServerCommand};
 
 /// Most commands of a `parallel` batch, or channels of a `broadcast`, in
 /// flight at once.
@@ -107,8 +107,8 @@ pub(crate) enum CommandError {
     /// A task running the command failed (100).
     #[error("internal error: {0}")]
     Internal(String),
-    /// Every part of the command failed for a temporary reason (100,
-    /// temporary): stands for them all.
+    /// Every part of the command failed for a temporary reason (108,
+    /// temporary, like the backend errors it stands for).
     #[error("{0}")]
     Unavailable(String),
 }
@@ -120,7 +120,8 @@ impl CommandError {
             CommandError::Decode(_) | CommandError::BadRequest(_) => 107,
             CommandError::MethodNotFound => 104,
             CommandError::Hub(e) => e.code(),
-            CommandError::Internal(_) | CommandError::Unavailable(_) => 100,
+            CommandError::Internal(_) => 100,
+            CommandError::Unavailable(_) => 108,
         }
     }
 
@@ -157,17 +158,17 @@ pub(crate) async fn run(node: &Node, method: Method, params: &str) -> Outcome {
     match method {
         Method::Publish => publish(node, parse(params)?).await,
         Method::Broadcast => broadcast(node, parse(params)?).await,
-        Method::Subscribe => server_subscription(node, parse(params)?, true),
-        Method::Unsubscribe => server_subscription(node, parse(params)?, false),
-        Method::Disconnect => disconnect(node, parse(params)?),
+        Method::Subscribe => server_subscription(node, parse(params)?, true).await,
+        Method::Unsubscribe => server_subscription(node, parse(params)?, false).await,
+        Method::Disconnect => disconnect(node, parse(params)?).await,
         Method::Presence => presence(node, parse(params)?).await,
         Method::PresenceStats => presence_stats(node, parse(params)?).await,
         Method::History => history(node, parse(params)?).await,
         Method::HistoryRemove => history_remove(node, parse(params)?).await,
-        Method::Channels => channels(node, parse(params)?),
+        Method::Channels => channels(node, parse(params)?).await,
         Method::Info => {
             let _: Empty = parse(params)?;
-            Ok(info(node))
+            info(node).await
         }
         Method::Batch => Err(CommandError::BadRequest(
             "a batch cannot contain another batch".into(),
@@ -421,39 +422,39 @@ struct ServerSubscriptionParams {
     client: Option<String>,
 }
 
-/// The connections of `user` (empty: anonymous connections), only `client`
-/// when given, without those listed in `keep`.
-fn targets(
-    node: &Node,
-    user: &str,
-    client: Option<&str>,
-    keep: &[String],
-) -> Vec<Arc<dyn ClientHandle>> {
-    let client = client.filter(|c| !c.is_empty());
-    node.registry()
-        .user_clients(user)
-        .into_iter()
-        .filter(|c| client.is_none_or(|id| c.client_id() == id))
-        .filter(|c| !keep.iter().any(|k| k == c.client_id()))
-        .collect()
+/// Applies `command` to this node's connections and, with a broker, sends
+/// it to every other node for theirs. Fails (temporarily) when the other
+/// nodes could not be told; this node's part is done by then.
+async fn user_command(node: &Node, command: UserCommand) -> Outcome {
+    command.apply(node.registry());
+    if let Some(cluster) = node.cluster() {
+        cluster.send_user_command(&command).await?;
+    }
+    Ok("{}".into())
 }
 
 /// `subscribe` / `unsubscribe {user, channel, client?}` → `{}`: every
-/// connection of the user (on this node) is told to (un)subscribe; the
+/// connection of the user, on every node, is told to (un)subscribe; the
 /// transports carry it out and tell their clients.
-fn server_subscription(node: &Node, params: ServerSubscriptionParams, subscribe: bool) -> Outcome {
+async fn server_subscription(
+    node: &Node,
+    params: ServerSubscriptionParams,
+    subscribe: bool,
+) -> Outcome {
     let channel = channel(params.channel.as_deref())?;
     node.hub().options(&channel)?;
-    let user = params.user.unwrap_or_default();
     let command = if subscribe {
         ServerCommand::Subscribe(channel)
     } else {
         ServerCommand::Unsubscribe(channel)
     };
-    for client in targets(node, &user, params.client.as_deref(), &[]) {
-        client.command(command.clone());
-    }
-    Ok("{}".into())
+    let command = UserCommand {
+        user: params.user.unwrap_or_default(),
+        client: params.client.filter(|c| !c.is_empty()),
+        keep: Vec::new(),
+        command,
+    };
+    user_command(node, command).await
 }
 
 #[derive(Deserialize)]
@@ -481,10 +482,11 @@ struct DisconnectObject {
     reason: Option<String>,
 }
 
-/// `disconnect {user, client?, whitelist?, code?, reason?}` → `{}`. The
-/// default is 3503 "force disconnect" (no reconnect); a code of 3000–4999
-/// may be given, and whether clients reconnect follows from it.
-fn disconnect(node: &Node, params: DisconnectParams) -> Outcome {
+/// `disconnect {user, client?, whitelist?, code?, reason?}` → `{}`, on
+/// every node. The default is 3503 "force disconnect" (no reconnect); a
+/// code of 3000–4999 may be given, and whether clients reconnect follows
+/// from it.
+async fn disconnect(node: &Node, params: DisconnectParams) -> Outcome {
     let (code, reason) = match params.disconnect {
         Some(d) => (d.code, d.reason),
         None => (params.code, params.reason),
@@ -518,12 +520,13 @@ fn disconnect(node: &Node, params: DisconnectParams) -> Outcome {
         reason,
         reconnect: Disconnect::reconnects(code),
     };
-    let user = params.user.unwrap_or_default();
-    let keep = params.whitelist.unwrap_or_default();
-    for client in targets(node, &user, params.client.as_deref(), &keep) {
-        client.command(command.clone());
-    }
-    Ok("{}".into())
+    let command = UserCommand {
+        user: params.user.unwrap_or_default(),
+        client: params.client.filter(|c| !c.is_empty()),
+        keep: params.whitelist.unwrap_or_default(),
+        command,
+    };
+    user_command(node, command).await
 }
 
 #[derive(Deserialize)]
@@ -636,21 +639,45 @@ struct ChannelsParams {
     pattern: Option<String>,
 }
 
-/// `{channels:{NAME:{num_clients}}}`: channels with subscribers on this
-/// node, filtered by `pattern` when given.
-fn channels(node: &Node, params: ChannelsParams) -> Outcome {
-    let pattern = match params.pattern.as_deref() {
+/// This node's channels with subscribers and their counts, sorted by name,
+/// those matching `pattern` when one is given (what a node answers when
+/// another asks for `channels`).
+pub(crate) fn channel_counts(
+    node: &Node,
+    pattern: Option<&str>,
+) -> Result<Vec<(String, u64)>, PatternError> {
+    let pattern = match pattern {
         None | Some("") => None,
         Some(p) => Some(Pattern::new(p)?),
     };
+    Ok(node
+        .hub()
+        .channels()
+        .into_iter()
+        .filter(|(name, _)| pattern.as_ref().is_none_or(|p| p.matches(name.as_str())))
+        .map(|(name, subscribers)| (name.to_string(), subscribers as u64))
+        .collect())
+}
+
+/// `{channels:{NAME:{num_clients}}}`: channels with subscribers, filtered
+/// by `pattern` when given; with a broker, over every node (counts summed).
+async fn channels(node: &Node, params: ChannelsParams) -> Outcome {
+    let pattern = params.pattern.as_deref().filter(|p| !p.is_empty());
+    let local = channel_counts(node, pattern)?;
+    let counts: Vec<(String, u64)> = match node.cluster() {
+        Some(cluster) => cluster
+            .channels(local, pattern)
+            .await?
+            .into_iter()
+            .collect(),
+        None => local,
+    };
     let mut out = String::from("{\"channels\":");
     let mut o = Obj::open(&mut out);
-    for (name, subscribers) in node.hub().channels() {
-        if pattern.as_ref().is_none_or(|p| p.matches(name.as_str())) {
-            let mut info = Obj::open(o.key(name.as_str()));
-            info.u64("num_clients", subscribers as u64);
-            info.close();
-        }
+    for (name, subscribers) in counts {
+        let mut info = Obj::open(o.key(&name));
+        info.u64("num_clients", subscribers);
+        info.close();
     }
     o.close();
     out.push('}');
@@ -658,23 +685,39 @@ fn channels(node: &Node, params: ChannelsParams) -> Outcome {
 }
 
 /// `{nodes:[{uid, name, version, num_clients, num_users, num_channels,
-/// num_subs, uptime}]}` for this node.
-fn info(node: &Node) -> String {
-    let stats = node.hub().stats();
-    let registry = node.registry();
+/// num_subs, uptime}]}`: this node, and with a broker every live node
+/// (those whose heartbeat has not expired).
+async fn info(node: &Node) -> Outcome {
+    let nodes = match node.cluster() {
+        Some(cluster) => cluster.nodes(node).await?,
+        None => vec![NodeInfo::local(node, started(node))],
+    };
     let mut out = String::from("{\"nodes\":[");
-    let mut o = Obj::open(&mut out);
-    o.str("uid", node.uid());
-    o.str("name", &node.config().node_name);
-    o.str("version", env!("CARGO_PKG_VERSION"));
-    o.u64("num_clients", registry.num_clients() as u64);
-    o.u64("num_users", registry.num_users() as u64);
-    o.u64("num_channels", stats.num_channels as u64);
-    o.u64("num_subs", stats.num_subscriptions as u64);
-    o.u64("uptime", node.metrics().uptime().as_secs());
-    o.close();
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut o = Obj::open(&mut out);
+        o.str("uid", &n.uid);
+        o.str("name", &n.name);
+        o.str("version", &n.version);
+        o.u64("num_clients", n.num_clients);
+        o.u64("num_users", n.num_users);
+        o.u64("num_channels", n.num_channels);
+        o.u64("num_subs", n.num_subs);
+        o.u64("uptime", n.uptime());
+        o.close();
+    }
     out.push_str("]}");
-    out
+    Ok(out)
+}
+
+/// When `node` started, in seconds since 1970.
+fn started(node: &Node) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    now.saturating_sub(node.metrics().uptime().as_secs())
 }
 
 #[derive(Deserialize)]

@@ -27,6 +27,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::node::Node;
 use crate::util::{response, Body};
+pub(crate) use methods::channel_counts;
 use methods::{CommandError, Method};
 
 /// How long a client may take to send its request body.
@@ -44,6 +45,9 @@ where
     let label = known.map_or("unknown", Method::name);
     node.metrics()
         .api_request(label, response.status().as_u16());
+    if let Some(TransportError(code)) = response.extensions().get() {
+        node.metrics().error(*code);
+    }
     response
 }
 
@@ -124,6 +128,11 @@ fn command_failure(node: &Node, e: &CommandError) -> Response<Body> {
     response(status, "application/json", out)
 }
 
+/// The error code of a transport-level failure, riding on the response so
+/// that [`handle`] counts it in `duplex_errors_total` like other errors.
+#[derive(Clone, Copy)]
+struct TransportError(u32);
+
 /// A transport-level failure: `status` with `{"error":{"code","message"}}`.
 fn failure(status: StatusCode, code: u32, message: &str) -> Response<Body> {
     let mut out = String::from("{\"error\":");
@@ -134,7 +143,9 @@ fn failure(status: StatusCode, code: u32, message: &str) -> Response<Body> {
         status == StatusCode::SERVICE_UNAVAILABLE,
     );
     out.push('}');
-    response(status, "application/json", out)
+    let mut r = response(status, "application/json", out);
+    r.extensions_mut().insert(TransportError(code));
+    r
 }
 
 /// Checks the API key. An empty configured key refuses everyone.

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use hub::{NamespaceConfig, NamespaceOptions};
 
-use super::{ClientConfig, Config, LogFormat, Origin, Problem, StorageConfig, TokenKey};
+use super::{
+    BrokerOptions, ClientConfig, Config, LogFormat, Origin, Problem, StorageConfig, TokenKey,
+};
 use crate::auth::Auth;
 
 /// Top-level keys holding one value.
@@ -22,6 +24,9 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "data_dir",
     "storage",
     "broker",
+    "broker_prefix",
+    "broker_presence_ttl",
+    "broker_node_ttl",
     "api_key",
     "token_secret",
     "token_public_key",
@@ -387,6 +392,24 @@ fn parse_broker(text: &str) -> Result<String, String> {
     }
 }
 
+/// A key prefix: letters, digits and `_-.:`, as Redis key names go well
+/// with (and so that no prefix is another's with a separator in it).
+fn parse_prefix(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "invalid broker_prefix {text:?}: expected 1-64 characters of A-Z a-z 0-9 _ - . :"
+        ))
+    }
+}
+
 fn non_empty(text: String, what: &str) -> Result<String, String> {
     if text.trim().is_empty() {
         Err(format!("{what} must not be empty"))
@@ -410,6 +433,9 @@ pub(super) struct Layer {
     data_dir: Option<PathBuf>,
     storage: Option<Storage>,
     broker: Option<String>,
+    broker_prefix: Option<String>,
+    broker_presence_ttl: Option<Duration>,
+    broker_node_ttl: Option<Duration>,
     api_key: Option<String>,
     token_secret: Option<String>,
     token_public_key: Option<PublicKey>,
@@ -473,6 +499,13 @@ impl Layer {
             "data_dir" => self.data_dir = Some(non_empty(raw.string()?, "data_dir")?.into()),
             "storage" => self.storage = Some(parse_storage(&raw.string()?)?),
             "broker" => self.broker = Some(parse_broker(&raw.string()?)?),
+            "broker_prefix" => self.broker_prefix = Some(parse_prefix(&raw.string()?)?),
+            "broker_presence_ttl" => {
+                self.broker_presence_ttl = Some(positive(raw.duration()?, "broker_presence_ttl")?)
+            }
+            "broker_node_ttl" => {
+                self.broker_node_ttl = Some(positive(raw.duration()?, "broker_node_ttl")?)
+            }
             "api_key" => self.api_key = Some(non_empty(raw.string()?, "the API key")?),
             "token_secret" => {
                 self.token_secret = Some(non_empty(raw.string()?, "the token secret")?)
@@ -643,6 +676,18 @@ impl Layer {
             data_dir,
             storage,
             broker: self.broker.clone(),
+            broker_options: BrokerOptions {
+                prefix: self
+                    .broker_prefix
+                    .clone()
+                    .unwrap_or(defaults.broker_options.prefix),
+                presence_ttl: self
+                    .broker_presence_ttl
+                    .unwrap_or(defaults.broker_options.presence_ttl),
+                node_ttl: self
+                    .broker_node_ttl
+                    .unwrap_or(defaults.broker_options.node_ttl),
+            },
             api_key: self.api_key.clone().unwrap_or_default(),
             token_secret,
             token_public_key: self.token_public_key.as_ref().map(|k| k.path.clone()),

@@ -204,9 +204,20 @@ pub(super) fn generate(api_key: &str, token_secret: &str) -> String {
 # duplex.sqlite3 in data_dir) or "sqlite:PATH".
 #storage = "sqlite"
 
-# A broker to run several nodes as one (redis://HOST:PORT). Not supported
-# yet: serve refuses to start with it.
+# A broker to run several nodes as one (redis://HOST:PORT, or rediss://
+# for TLS). With it, history, offsets, epochs and presence live in Redis,
+# shared by every node, and `storage` above is not used.
 #broker = "redis://127.0.0.1:6379"
+
+# Prefix of every Redis key and topic: nodes that act as one share it.
+#broker_prefix = {broker_prefix}
+
+# How long presence entries live in Redis without a refresh: the clients of
+# a node that died leave presence (leave pushes are sent) within about this.
+#broker_presence_ttl = {broker_presence_ttl}
+
+# How long a node stays listed by `info` after its last heartbeat.
+#broker_node_ttl = {broker_node_ttl}
 
 # Backends send this key in the X-API-Key header of /api requests.
 # Keep it private.
@@ -265,6 +276,9 @@ token_secret = {token_secret}
 "#,
         listen = quote(&d.listen.to_string()),
         data_dir = quote(&d.data_dir.display().to_string()),
+        broker_prefix = quote(&d.broker_options.prefix),
+        broker_presence_ttl = quote(&duration(d.broker_options.presence_ttl)),
+        broker_node_ttl = quote(&duration(d.broker_options.node_ttl)),
         api_key = quote(api_key),
         token_secret = quote(token_secret),
         api_max_body = size(d.api_max_body),
@@ -327,6 +341,10 @@ pub(super) fn render(config: &Config, mask: bool) -> String {
     );
     if let Some(broker) = &config.broker {
         line("broker", quote(broker));
+        let b = &config.broker_options;
+        line("broker_prefix", quote(&b.prefix));
+        line("broker_presence_ttl", quote(&duration(b.presence_ttl)));
+        line("broker_node_ttl", quote(&duration(b.node_ttl)));
     }
     let secret = |value: &str| {
         if mask {

@@ -688,3 +688,47 @@ fn broker_and_storage_forms() {
         assert!(load(None, &[], &[(key, bad)]).is_err(), "{key}={bad}");
     }
 }
+
+#[test]
+fn broker_options_from_file_env_and_defaults() {
+    let c = load(None, &[], &[]).unwrap().config;
+    assert_eq!(c.broker_options, BrokerOptions::default());
+    assert_eq!(c.broker_options.prefix, "duplex");
+    let dir = TempDir::new();
+    let file = dir.file(
+        "d.toml",
+        "broker = \"redis://10.0.0.1:6379\"\nbroker_prefix = \"app:prod\"\nbroker_presence_ttl = \"45s\"\nbroker_node_ttl = 6\n",
+    );
+    let c = load(Some(&file), &[("DUPLEX_BROKER_NODE_TTL", "3s")], &[])
+        .unwrap()
+        .config;
+    assert_eq!(c.broker.as_deref(), Some("redis://10.0.0.1:6379"));
+    assert_eq!(c.broker_options.prefix, "app:prod");
+    assert_eq!(c.broker_options.presence_ttl, Duration::from_secs(45));
+    assert_eq!(
+        c.broker_options.node_ttl,
+        Duration::from_secs(3),
+        "the environment wins over the file"
+    );
+    // What --print-config writes loads back the same.
+    let again = dir.file("again.toml", &c.to_toml(false));
+    let back = load(Some(&again), &[], &[]).unwrap().config;
+    assert_eq!(back.broker_options, c.broker_options);
+    assert!(check(&c.to_toml(false), &again).is_empty());
+    for (key, bad) in [
+        ("broker_prefix", ""),
+        ("broker_prefix", "has space"),
+        ("broker_prefix", "a{b}"),
+        ("broker_presence_ttl", "0s"),
+        ("broker_node_ttl", "soon"),
+    ] {
+        assert!(load(None, &[], &[(key, bad)]).is_err(), "{key}={bad:?}");
+    }
+    let problems = check("broker_prefix = \"x y\"\n", Path::new("p.toml"));
+    assert_eq!(lines_of(&problems), [1]);
+    // genconfig documents them.
+    let generated = generate();
+    for key in ["#broker_prefix", "#broker_presence_ttl", "#broker_node_ttl"] {
+        assert!(generated.contains(key), "{key}");
+    }
+}

@@ -99,7 +99,7 @@ impl From<hub::Error> for SessionError {
     fn from(err: hub::Error) -> Self {
         let code = err.code();
         let standard = ErrorCode::from_code(code).unwrap_or(ErrorCode::Internal);
-        if code == ErrorCode::Internal.code() {
+        if code == ErrorCode::Internal.code() || err.is_temporary() {
             tracing::warn!(%err, "hub operation failed");
         }
         // Clients see the standard message: internal details stay in logs.
@@ -319,7 +319,7 @@ impl Session {
     /// `recover` (the connect request's `subs`). A server-side channel that
     /// cannot be subscribed for a lasting reason (unknown namespace, bad
     /// name) is skipped with a warning; a backend failure fails the connect
-    /// (error 100, temporary: the client retries).
+    /// (error 108, temporary: the client retries).
     pub async fn connect(
         &mut self,
         creds: Credentials,

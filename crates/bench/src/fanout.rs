@@ -1,0 +1,530 @@
+//! The fan-out scenario: N subscribers on one channel (or room), one
+//! publisher, and the time from publishing to each subscriber's receipt.
+//!
+//! Subscribers are [`crate::subscriber`]s of any kind: duplex's plain
+//! WebSocket, duplex's Socket.IO mapping, or a Socket.IO room of a peer.
+//! The publisher is either duplex's server API (`POST /api/publish` on one
+//! keep-alive connection, requests pipelined so several publications are
+//! in flight without being reordered) or, for the peers, a Socket.IO socket
+//! emitting `bcast` (room, data) with an ack, the same way pipelined.
+//!
+//! Each publication's data is a JSON object of `size` bytes,
+//! `{"t":T,"n":N,"p":"aaaa..."}`, where `T` is the publisher's wall clock
+//! in nanoseconds since the Unix epoch when it wrote the request (so
+//! subscribers in other processes on the same host can time it too) and
+//! `N` numbers the publications; every subscriber checks that it receives
+//! each one, in order.
+//!
+//! Flow control: at most `window` publications are in flight, counting a
+//! publication in flight until every subscriber has received it (the total
+//! delivery count says so) and its request was answered. The server is
+//! never asked to queue more than `window` messages per subscriber, so
+//! none is disconnected for being slow, and with `rate` 0 the figure is the
+//! rate it sustains end to end. With `rate` > 0 publications are also paced
+//! to that many per second (latency at a steady load below saturation).
+//! A deeper window lets the server write several publications to a socket
+//! in one system call.
+//!
+//! Figures: deliveries per second, deliveries per server CPU-second (CPU
+//! of the server process from `/proc/PID/stat`, user and kernel), and the
+//! publish-to-receipt latency percentiles (p50, p90, p99, max) of the
+//! deliveries received in the measured window.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::centrifuge::json_string;
+use crate::histogram::AtomicHistogram;
+use crate::http::HttpClient;
+use crate::procfs;
+use crate::progress::Progress;
+use crate::sio::{split_ack, SioClient};
+use crate::subscriber::{SubKind, SubscribeSpec, Subscriber};
+use crate::target::Target;
+
+/// A run fails if deliveries stop progressing for this long.
+const STALL: Duration = Duration::from_secs(10);
+
+/// How publications are made.
+#[derive(Clone, Debug)]
+pub enum PublisherSpec {
+    /// duplex's server API: `POST /api/publish` to this HTTP target.
+    Api {
+        /// The server (from `http://host:port`).
+        target: Target,
+        /// The `X-API-Key` value.
+        api_key: String,
+    },
+    /// A Socket.IO socket emitting `bcast` (room, data) with an ack.
+    SioBcast {
+        /// The server's WebSocket target (see [`crate::sio::resolve`]).
+        target: Target,
+    },
+}
+
+impl PublisherSpec {
+    /// The name used in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Api { .. } => "api",
+            Self::SioBcast { .. } => "sio-bcast",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct FanoutOptions {
+    /// How subscribers connect and what they join.
+    pub subscribe: SubscribeSpec,
+    /// How publications are made.
+    pub publisher: PublisherSpec,
+    /// Subscribers.
+    pub subscribers: usize,
+    /// Bytes of each publication's data (JSON object), at least 48.
+    pub size: usize,
+    /// Publications per second; 0 for as fast as the window allows.
+    pub rate: f64,
+    /// Most publications in flight.
+    pub window: u64,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Load before measuring starts.
+    pub warmup: Duration,
+    /// The server's process id, for its CPU time; `None` skips CPU figures.
+    pub server_pid: Option<u32>,
+    /// Connects plus subscribes in flight while opening subscribers.
+    pub ramp_concurrency: usize,
+    /// Free-form name of the server, copied into the report.
+    pub label: Option<String>,
+}
+
+/// One line of results (serialized as JSON).
+#[derive(Clone, Debug, Serialize)]
+pub struct FanoutReport {
+    /// Always `"fanout"`.
+    pub scenario: &'static str,
+    /// The server's name, if one was given.
+    pub server: Option<String>,
+    /// The subscribers' protocol.
+    pub transport: SubKind,
+    /// `api` or `sio-bcast`.
+    pub publisher: &'static str,
+    /// Subscribers.
+    pub subscribers: usize,
+    /// Bytes of each publication's data.
+    pub size: usize,
+    /// Publications per second asked for (0: as fast as the window allows).
+    pub rate: f64,
+    /// Most publications in flight.
+    pub window: u64,
+    /// Publications sent in the measured window.
+    pub publications: u64,
+    /// Deliveries received in the measured window.
+    pub deliveries: u64,
+    /// Length of the measured window, in seconds.
+    pub seconds: f64,
+    /// `deliveries / seconds`.
+    pub deliveries_per_sec: f64,
+    /// Server CPU time (user + system) spent in the window, in seconds.
+    pub server_cpu_seconds: Option<f64>,
+    /// The user-space part of `server_cpu_seconds`.
+    pub server_user_seconds: Option<f64>,
+    /// The headline figure: `deliveries / server_cpu_seconds`.
+    pub deliveries_per_server_cpu_sec: Option<f64>,
+    /// Client (this process) CPU time in the window, in seconds.
+    pub client_cpu_seconds: Option<f64>,
+    /// Median publish-to-receipt time, in microseconds.
+    pub p50_us: Option<f64>,
+    /// 90th percentile, in microseconds.
+    pub p90_us: Option<f64>,
+    /// 99th percentile, in microseconds.
+    pub p99_us: Option<f64>,
+    /// Slowest delivery, in microseconds.
+    pub max_us: Option<f64>,
+    /// The latency distribution: `[quantile, µs]` pairs, for CDF plots.
+    pub cdf_us: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    /// Every delivery so far (flow control).
+    delivered: AtomicU64,
+    /// Deliveries in the measured window.
+    measured: AtomicU64,
+    /// Publications sent in the measured window.
+    published: AtomicU64,
+    latency_ns: AtomicHistogram,
+    max_ns: AtomicU64,
+    /// The publisher wants a wake-up once `delivered` reaches this.
+    wake_at: AtomicU64,
+    progress: Notify,
+}
+
+/// Wall-clock nanoseconds since the Unix epoch.
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+}
+
+/// Runs the scenario and returns its report.
+pub async fn run(opts: &FanoutOptions) -> Result<FanoutReport> {
+    if opts.subscribers == 0 {
+        bail!("--subscribers must be at least 1");
+    }
+    if opts.window == 0 {
+        bail!("--window must be at least 1");
+    }
+    if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
+        bail!("--rate must be 0 or positive");
+    }
+    if opts.size < 48 {
+        bail!("--size must be at least 48 bytes (the timestamp and sequence number)");
+    }
+    if let Some(pid) = opts.server_pid {
+        procfs::cpu_ticks(pid).context("is --server-pid the server's process id?")?;
+    }
+    let subs =
+        crate::subscriber::open_all(&opts.subscribe, opts.subscribers, opts.ramp_concurrency)
+            .await?;
+    let publisher = Publisher::open(&opts.publisher, &opts.subscribe).await?;
+
+    let shared = Arc::new(Shared {
+        wake_at: AtomicU64::new(u64::MAX),
+        ..Shared::default()
+    });
+    let mut tasks = JoinSet::new();
+    for (n, sub) in subs.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        tasks.spawn(async move {
+            receive_loop(sub, &shared)
+                .await
+                .with_context(|| format!("subscriber {n}"))
+        });
+    }
+    {
+        let shared = Arc::clone(&shared);
+        let opts = opts.clone();
+        tasks.spawn(async move {
+            publish_loop(publisher, &shared, &opts)
+                .await
+                .context("publisher")
+        });
+    }
+
+    let own_pid = std::process::id();
+    let bar = Progress::timed(opts.warmup + opts.duration, "fan-out");
+    watch(opts.warmup, &mut tasks, &shared, &bar, Duration::ZERO).await?;
+    let server_cpu0 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
+    let started = Instant::now();
+    shared.measuring.store(true, Ordering::Relaxed);
+    watch(opts.duration, &mut tasks, &shared, &bar, opts.warmup).await?;
+    shared.measuring.store(false, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    let server_cpu1 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
+    shared.stop.store(true, Ordering::Relaxed);
+    bar.finish();
+
+    let deliveries = shared.measured.load(Ordering::Relaxed);
+    let publications = shared.published.load(Ordering::Relaxed);
+    let latency = shared.latency_ns.snapshot();
+    let max_ns = shared.max_ns.load(Ordering::Relaxed);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+
+    let (server_cpu_seconds, server_user_seconds) =
+        crate::sio::server_cpu(server_cpu0, server_cpu1);
+    let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
+    let cdf_us = cdf_points().filter_map(|q| us(q).map(|v| (q, v))).collect();
+    Ok(FanoutReport {
+        scenario: "fanout",
+        server: opts.label.clone(),
+        transport: opts.subscribe.kind,
+        publisher: opts.publisher.name(),
+        subscribers: opts.subscribers,
+        size: opts.size,
+        rate: opts.rate,
+        window: opts.window,
+        publications,
+        deliveries,
+        seconds,
+        deliveries_per_sec: deliveries as f64 / seconds,
+        server_cpu_seconds,
+        server_user_seconds,
+        deliveries_per_server_cpu_sec: server_cpu_seconds
+            .filter(|&cpu| cpu > 0.0)
+            .map(|cpu| deliveries as f64 / cpu),
+        client_cpu_seconds: crate::sio::ticks_to_seconds(client_cpu0, client_cpu1),
+        p50_us: us(0.50),
+        p90_us: us(0.90),
+        p99_us: us(0.99),
+        max_us: (!latency.is_empty()).then_some(max_ns as f64 / 1000.0),
+        cdf_us,
+    })
+}
+
+/// Quantiles reported for CDF plots: every percent, then finer in the tail.
+pub fn cdf_points() -> impl Iterator<Item = f64> {
+    (1..=99)
+        .map(|p| f64::from(p) / 100.0)
+        .chain([0.995, 0.999, 0.9999, 1.0])
+}
+
+/// Sleeps `duration` in short steps, updating the progress bar (whose
+/// position starts at `offset`) and failing early if a task fails.
+async fn watch(
+    duration: Duration,
+    tasks: &mut JoinSet<Result<()>>,
+    shared: &Shared,
+    bar: &Progress,
+    offset: Duration,
+) -> Result<()> {
+    let until = tokio::time::Instant::now() + duration;
+    let mut last = (Instant::now(), shared.delivered.load(Ordering::Relaxed));
+    while tokio::time::Instant::now() < until {
+        let step = until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(Duration::from_millis(250));
+        tokio::select! {
+            () = tokio::time::sleep(step) => {}
+            joined = tasks.join_next() => match joined {
+                Some(Ok(Ok(()))) => bail!("a connection stopped before the end of the run"),
+                Some(Ok(Err(e))) => return Err(e),
+                Some(Err(e)) => return Err(e).context("task panicked"),
+                None => bail!("no connection left"),
+            },
+        }
+        let now = (Instant::now(), shared.delivered.load(Ordering::Relaxed));
+        let dt = now.0.duration_since(last.0).as_secs_f64();
+        if dt > 0.0 {
+            let rate = (now.1 - last.1) as f64 / dt;
+            bar.message(format!("{:.0} deliveries/s", rate));
+        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let done = offset + duration.saturating_sub(left);
+        bar.set(done.as_millis().min(u128::from(u64::MAX)) as u64);
+        last = now;
+    }
+    Ok(())
+}
+
+/// One subscriber: count and time each delivery, check their order.
+async fn receive_loop(mut sub: Subscriber, shared: &Shared) -> Result<()> {
+    let mut next_seq: u64 = 0;
+    let mut batch = Vec::with_capacity(8);
+    loop {
+        sub.next_batch(&mut batch).await?;
+        let now = wall_ns();
+        let measuring = shared.measuring.load(Ordering::Relaxed);
+        for &(sent, seq) in &batch {
+            if seq != next_seq {
+                bail!("received publication {seq}, expected {next_seq}");
+            }
+            next_seq += 1;
+            if measuring {
+                let ns = now.saturating_sub(sent);
+                shared.latency_ns.record(ns);
+                shared.max_ns.fetch_max(ns, Ordering::Relaxed);
+            }
+        }
+        let n = batch.len() as u64;
+        if measuring {
+            shared.measured.fetch_add(n, Ordering::Relaxed);
+        }
+        let delivered = shared.delivered.fetch_add(n, Ordering::Relaxed) + n;
+        if delivered >= shared.wake_at.load(Ordering::Relaxed) {
+            shared.progress.notify_one();
+        }
+    }
+}
+
+/// The publishing side: one connection with requests pipelined on it.
+#[derive(Debug)]
+enum Publisher {
+    Api {
+        http: HttpClient,
+        channel: String,
+    },
+    SioBcast {
+        client: Box<SioClient>,
+        room: String,
+        /// Acks received so far (they come in order).
+        acked: u64,
+        sent: u64,
+    },
+}
+
+impl Publisher {
+    async fn open(spec: &PublisherSpec, sub: &SubscribeSpec) -> Result<Self> {
+        Ok(match spec {
+            PublisherSpec::Api { target, api_key } => Self::Api {
+                http: HttpClient::connect(target, Some(api_key.clone())).await?,
+                channel: json_string(&sub.channel),
+            },
+            PublisherSpec::SioBcast { target } => Self::SioBcast {
+                client: Box::new(SioClient::connect(target, 64 * 1024).await?),
+                room: json_string(&sub.channel),
+                acked: 0,
+                sent: 0,
+            },
+        })
+    }
+
+    /// Requests sent and not answered yet.
+    fn in_flight(&self) -> u64 {
+        match self {
+            Self::Api { http, .. } => http.in_flight() as u64,
+            Self::SioBcast { acked, sent, .. } => sent - acked,
+        }
+    }
+
+    /// Publishes `data` as publication `seq` (without waiting for the answer).
+    async fn send(&mut self, seq: u64, data: &str, buf: &mut String) -> Result<()> {
+        buf.clear();
+        match self {
+            Self::Api { http, channel } => {
+                write!(buf, "{{\"channel\":{channel},\"data\":{data}}}")?;
+                http.send_post("/api/publish", buf).await
+            }
+            Self::SioBcast {
+                client, room, sent, ..
+            } => {
+                write!(buf, "42{seq}[\"bcast\",{room},{data}]")?;
+                client.send(buf).await?;
+                *sent += 1;
+                Ok(())
+            }
+        }
+    }
+
+    async fn readable(&self) -> Result<()> {
+        match self {
+            Self::Api { http, .. } => http.readable().await,
+            Self::SioBcast { client, .. } => client.readable().await,
+        }
+    }
+
+    /// Reads and checks every answer available now.
+    async fn take_answers(&mut self) -> Result<()> {
+        match self {
+            Self::Api { http, .. } => {
+                for r in http.try_responses()? {
+                    if r.status != 200 || !r.body.starts_with("{\"result\"") {
+                        bail!("publish failed: {} {}", r.status, r.body);
+                    }
+                }
+            }
+            Self::SioBcast { client, acked, .. } => {
+                while let Some(packet) = client.try_next_packet().await? {
+                    match split_ack(&packet) {
+                        Some((id, _)) if id == *acked => *acked += 1,
+                        _ => bail!("expected the ack of bcast {acked}, got {:?}", &*packet),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The data object of publication `seq`, padded to `size` bytes.
+fn publication_data(out: &mut String, seq: u64, size: usize) {
+    out.clear();
+    let _ = write!(out, "{{\"t\":{},\"n\":{seq},\"p\":\"", wall_ns());
+    let pad = size.saturating_sub(out.len() + 2);
+    out.extend((0..pad).map(|i| (b'a' + (i % 26) as u8) as char));
+    out.push_str("\"}");
+}
+
+/// Publishes until [`Shared::stop`], respecting the window and the rate.
+async fn publish_loop(
+    mut publisher: Publisher,
+    shared: &Shared,
+    opts: &FanoutOptions,
+) -> Result<()> {
+    let members = opts.subscribers as u64;
+    let started = tokio::time::Instant::now();
+    let mut data = String::with_capacity(opts.size + 32);
+    let mut request = String::with_capacity(opts.size + 128);
+    let mut seq: u64 = 0;
+    let mut last_progress = (tokio::time::Instant::now(), 0u64);
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Publication `seq` may go once those up to `seq - window` have
+        // reached every subscriber and fewer than `window` requests wait.
+        let needed = (seq + 1).saturating_sub(opts.window) * members;
+        let delivered = shared.delivered.load(Ordering::Relaxed);
+        let deliveries_ok = delivered >= needed;
+        let requests_ok = publisher.in_flight() < opts.window;
+        let due =
+            (opts.rate > 0.0).then(|| started + Duration::from_secs_f64(seq as f64 / opts.rate));
+        let now = tokio::time::Instant::now();
+        if deliveries_ok && requests_ok && due.is_none_or(|d| now >= d) {
+            publication_data(&mut data, seq, opts.size);
+            publisher.send(seq, &data, &mut request).await?;
+            if shared.measuring.load(Ordering::Relaxed) {
+                shared.published.fetch_add(1, Ordering::Relaxed);
+            }
+            seq += 1;
+            continue;
+        }
+        if delivered != last_progress.1 || publisher.in_flight() == 0 {
+            last_progress = (now, delivered);
+        } else if now.duration_since(last_progress.0) > STALL {
+            bail!("deliveries stalled at {delivered} (need {needed}) for {STALL:?}");
+        }
+        if !deliveries_ok {
+            shared.wake_at.store(needed, Ordering::Relaxed);
+            if shared.delivered.load(Ordering::Relaxed) >= needed {
+                continue;
+            }
+        }
+        let pace = deliveries_ok && requests_ok;
+        let sleep_until = due.unwrap_or(now).max(now);
+        tokio::select! {
+            r = publisher.readable() => {
+                r?;
+                publisher.take_answers().await?;
+            }
+            () = shared.progress.notified(), if !deliveries_ok => {}
+            () = tokio::time::sleep_until(sleep_until), if pace => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_has_the_asked_size() {
+        let mut s = String::new();
+        for size in [48, 100, 1000] {
+            publication_data(&mut s, 123_456, size);
+            assert_eq!(s.len(), size, "{s}");
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+            assert_eq!(v["n"], 123_456);
+            assert!(v["t"].as_u64().unwrap() > 1_600_000_000_000_000_000);
+        }
+    }
+
+    #[test]
+    fn cdf_points_increase() {
+        let v: Vec<f64> = cdf_points().collect();
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(v.last(), Some(&1.0));
+    }
+}
