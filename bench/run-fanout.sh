@@ -158,12 +158,16 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr
 crate_version() { awk -v n="$1" '$0=="name = \""n"\"" {getline; gsub(/[^0-9.]/,""); print; exit}' bench/peers/Cargo.lock; }
 node_pkg_version() { node -p "require('./bench/node-socketio/node_modules/$1/package.json').version"; }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# What the binaries were built from: HEAD, +dirty for uncommitted server
+# changes, +prebuilt when SKIP_BUILD=1 took binaries built earlier.
+GIT_DESC="$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- crates ':!crates/bench' 2>/dev/null || echo +dirty)"
+[[ ${SKIP_BUILD:-0} == 1 ]] && GIT_DESC="$GIT_DESC+prebuilt"
 # The run's description; written again at the end with the load average
 # then (the tables use the last one).
 meta() {
     printf '{"scenario":"meta","date":"%s","kernel":"%s","cpu":"%s","cores":%s,"loadavg":"%s","loadavg_end":"%s","git":"%s","socketioxide":"%s","node":"%s","socket_io":"%s","duration":%s,"warmup":%s,"size":%s,"history":%s,"repeat":%s}\n' \
         "$TS" "$(uname -r)" "$cpu_model" "$(nproc)" "$LOAD_START" "$1" \
-        "$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- crates ':!crates/bench' 2>/dev/null || echo +dirty)" \
+        "$GIT_DESC" \
         "$(crate_version socketioxide)" "$(node --version)" "$(node_pkg_version socket.io)" \
         "$DURATION" "$WARMUP" "$SIZE" "$HISTORY" "$REPEAT" >>"$RESULTS"
 }

@@ -79,6 +79,12 @@ struct ServeArgs {
     /// This node's name [env: DUPLEX_NODE_NAME] [default: the host name].
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
+    /// PEM certificate chain: serve https/wss (with --tls-key; SIGHUP reloads) [env: DUPLEX_TLS_CERT].
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<String>,
+    /// PEM private key of --tls-cert [env: DUPLEX_TLS_KEY].
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<String>,
     /// Development mode: tokenless connects, client publish, demo page [env: DUPLEX_DEV].
     #[arg(long)]
     dev: bool,
@@ -161,6 +167,8 @@ impl ServeArgs {
             ("log_level", &self.log_level),
             ("log_format", &self.log_format),
             ("node_name", &self.node_name),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
         ];
         for (key, value) in values {
             if let Some(value) = value {

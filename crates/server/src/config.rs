@@ -100,6 +100,9 @@ pub struct ClientConfig {
     pub max_queue_bytes: usize,
     /// Browser origins allowed to connect; empty allows any.
     pub allowed_origins: Vec<String>,
+    /// Commands one connection may send per second (bursts up to this
+    /// many); over it, error 111. 0 (the default) is no limit.
+    pub max_commands_per_second: u32,
 }
 
 impl Default for ClientConfig {
@@ -112,6 +115,7 @@ impl Default for ClientConfig {
             max_subscriptions: 128,
             max_queue_bytes: 4 * 1024 * 1024,
             allowed_origins: Vec::new(),
+            max_commands_per_second: 0,
         }
     }
 }
@@ -155,6 +159,17 @@ pub struct Config {
     pub api_max_body: usize,
     /// How long shutdown waits for connections to close and storage to flush.
     pub shutdown_drain: Duration,
+    /// Most TCP connections open at once on the port (every path, upgraded
+    /// WebSockets included); 0 is no limit. Default 100000.
+    pub max_connections: usize,
+    /// Most TCP connections open at once from one IP address; 0 (the
+    /// default) is no limit.
+    pub max_connections_per_ip: usize,
+    /// PEM certificate chain for TLS (https/wss on the same port); with
+    /// `tls_key`. `None` (the default) serves plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// `tracing` filter, e.g. `info` or `duplex_server=debug`.
     pub log_level: String,
     /// Log line format.
@@ -181,6 +196,10 @@ impl Default for Config {
             client: ClientConfig::default(),
             api_max_body: 1024 * 1024,
             shutdown_drain: Duration::from_secs(10),
+            max_connections: 100_000,
+            max_connections_per_ip: 0,
+            tls_cert: None,
+            tls_key: None,
             log_level: "info".into(),
             log_format: LogFormat::Text,
         }

@@ -3,6 +3,9 @@
 //!
 //! Owns which path goes where (see the table in docs/protocol.md and the
 //! spec), `/health`, `/metrics`, the demo page and `/duplex.js`, and the
+//! connection limits (`max_connections`, `max_connections_per_ip`: over
+//! them, a 503 and close; see `limits`), TLS when a certificate is
+//! configured (see `tls`; SIGHUP reloads it), the
 //! order of shutdown: stop accepting, tell every connection to close (3001
 //! for WebSocket clients, a disconnect for Socket.IO), wait for them up to
 //! the drain time, flush storage. What each path speaks lives in its own
@@ -10,15 +13,25 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::node::Node;
 use crate::util::{json, response, text, Body};
+
+mod limits;
+pub mod tls;
+
+use limits::{Counted, Limits};
+
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -189,9 +202,28 @@ impl App {
     }
 
     /// Serves connections from `listener` until shutdown begins on the node.
+    /// With `tls_cert` and `tls_key` set, every connection is TLS (https,
+    /// wss) and SIGHUP reloads the files; when they cannot be read here,
+    /// the error is logged and shutdown begins.
     pub async fn serve(self, listener: TcpListener) {
+        let config = self.node.config();
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => match tls::Tls::new(cert, key) {
+                Ok(tls) => Some(Arc::new(tls)),
+                Err(e) => {
+                    tracing::error!("TLS: {e}; not serving");
+                    self.node.begin_shutdown();
+                    return;
+                }
+            },
+            _ => None,
+        };
+        if let Some(tls) = &tls {
+            reload_on_sighup(Arc::clone(tls), self.node.shutdown_signal());
+        }
         let mut shutdown = self.node.shutdown_signal();
         let mut connections = tokio::task::JoinSet::new();
+        let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
         loop {
             let (tcp, peer): (_, SocketAddr) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -206,29 +238,27 @@ impl App {
                 _ = until_shutdown(&mut shutdown) => break,
             };
             let _ = tcp.set_nodelay(true);
+            let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+            let slot = match limits.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(over) => {
+                    tracing::debug!(%peer, ?over, "connection over the limit: refused with 503");
+                    limits.refuse(tcp, over, acceptor);
+                    continue;
+                }
+            };
+            // The slot lives in the IO: an upgraded WebSocket keeps it.
+            let io = Counted::new(tcp, slot);
             let app = self.clone();
-            let mut conn_shutdown = self.node.shutdown_signal();
+            let conn_shutdown = self.node.shutdown_signal();
             connections.spawn(async move {
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    let app = app.clone();
-                    req.extensions_mut().insert(peer);
-                    async move { Ok::<_, Infallible>(app.route(req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    // A client that trickles its request head (slowloris),
-                    // or keeps an idle keep-alive connection, is closed.
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = until_shutdown(&mut conn_shutdown) => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
+                let Some(acceptor) = acceptor else {
+                    return app.serve_connection(io, peer, conn_shutdown).await;
+                };
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                    Ok(Ok(stream)) => app.serve_connection(stream, peer, conn_shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             });
             // Reap finished connection tasks so the set does not grow.
@@ -242,6 +272,70 @@ impl App {
         })
         .await;
     }
+
+    /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or
+    /// shutdown begins.
+    async fn serve_connection<IO>(
+        self,
+        io: IO,
+        peer: SocketAddr,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let app = self;
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let app = app.clone();
+            req.extensions_mut().insert(peer);
+            async move { Ok::<_, Infallible>(app.route(req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            // A client that trickles its request head (slowloris),
+            // or keeps an idle keep-alive connection, is closed.
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = until_shutdown(&mut shutdown) => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}
+
+/// Reloads the certificate and key on every SIGHUP until shutdown. The
+/// handler is installed before this returns, so a SIGHUP sent once the
+/// server accepts connections does not kill the process.
+fn reload_on_sighup(tls: Arc<tls::Tls>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("TLS: cannot listen for SIGHUP, no reload: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("TLS: certificate and key reloaded"),
+                        Err(e) => tracing::error!("TLS: reload failed, keeping the previous certificate: {e}"),
+                    }
+                }
+                _ = until_shutdown(&mut shutdown) => return,
+            }
+        }
+    });
 }
 
 /// Resolves once `rx` says shutdown has begun (or its sender is gone).

@@ -51,6 +51,25 @@ pub enum RunError {
     },
 }
 
+/// How many connections may wait in the kernel's accept queue. The
+/// standard library's 128 overflows in a connection storm (each overflow
+/// costs the client a 1 s SYN retransmit); the kernel caps this at
+/// `net.core.somaxconn` anyway.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a deep accept queue and address reuse (a restart does
+/// not wait for TIME_WAIT sockets of the previous run).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Opens the configured store. Needs a tokio runtime.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, RunError> {
     match &config.storage {
@@ -150,7 +169,7 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
             node
         }
     };
-    let listener = match TcpListener::bind(config.listen).await {
+    let listener = match listen(config.listen) {
         Ok(listener) => listener,
         Err(source) => {
             // Stop what the cluster started (heartbeats, presence upkeep).

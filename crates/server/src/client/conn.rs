@@ -330,6 +330,12 @@ impl Conn {
             // Centrifugo's rule: nothing but connect before connect.
             return Err(End::Close(Disconnect::BAD_REQUEST));
         }
+        // Commands with a reply count against client.max_commands_per_second.
+        if let Some(id) = command.id() {
+            if let Err(err) = self.session.check_rate() {
+                return self.fail(id, err, out);
+            }
+        }
         let reply = match command {
             Command::Connect { .. } => return Err(End::Close(Disconnect::BAD_REQUEST)),
             Command::Pong => {

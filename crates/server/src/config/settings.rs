@@ -35,6 +35,10 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "node_name",
     "api_max_body",
     "shutdown_drain",
+    "max_connections",
+    "max_connections_per_ip",
+    "tls_cert",
+    "tls_key",
     "log_level",
     "log_format",
 ];
@@ -48,6 +52,7 @@ pub(super) const CLIENT_KEYS: &[&str] = &[
     "max_subscriptions",
     "max_queue_bytes",
     "allowed_origins",
+    "max_commands_per_second",
 ];
 
 /// Top-level keys holding a table.
@@ -444,6 +449,10 @@ pub(super) struct Layer {
     node_name: Option<String>,
     api_max_body: Option<usize>,
     shutdown_drain: Option<Duration>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     ping_interval: Option<Duration>,
@@ -453,6 +462,7 @@ pub(super) struct Layer {
     max_subscriptions: Option<usize>,
     max_queue_bytes: Option<usize>,
     allowed_origins: Option<Vec<String>>,
+    max_commands_per_second: Option<u32>,
     /// `[channel]`, from the file only.
     pub(super) channel: Option<NamespaceOptions>,
     /// `[[namespaces]]`, from the file only.
@@ -532,6 +542,10 @@ impl Layer {
             "node_name" => self.node_name = Some(non_empty(raw.string()?, "node_name")?),
             "api_max_body" => self.api_max_body = Some(positive(raw.size()?, "api_max_body")?),
             "shutdown_drain" => self.shutdown_drain = Some(raw.duration()?),
+            "max_connections" => self.max_connections = Some(raw.count()?),
+            "max_connections_per_ip" => self.max_connections_per_ip = Some(raw.count()?),
+            "tls_cert" => self.tls_cert = Some(non_empty(raw.string()?, "tls_cert")?.into()),
+            "tls_key" => self.tls_key = Some(non_empty(raw.string()?, "tls_key")?.into()),
             "log_level" => {
                 let level = non_empty(raw.string()?, "log_level")?;
                 tracing_subscriber::EnvFilter::try_new(&level)
@@ -580,6 +594,15 @@ impl Layer {
                     .into());
                 }
                 self.allowed_origins = Some(origins);
+            }
+            "client.max_commands_per_second" => {
+                let count = raw.count()?;
+                self.max_commands_per_second = Some(u32::try_from(count).map_err(|_| {
+                    format!(
+                        "max_commands_per_second {count} is too large (at most {})",
+                        u32::MAX
+                    )
+                })?);
             }
             other => return Err(SetError::Unknown(other.to_owned())),
         }
@@ -653,6 +676,22 @@ impl Layer {
             _ => None,
         };
         let token_key = token_key.unwrap_or_else(|| TokenKey::Hmac(token_secret.clone()));
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                if let Err(e) = crate::http::tls::load(cert, key) {
+                    problems.push(Problem::new(self.origin("tls_cert"), e.to_string()));
+                }
+            }
+            (Some(_), None) => problems.push(Problem::new(
+                self.origin("tls_cert"),
+                "tls_cert needs tls_key (the certificate's private key)".to_owned(),
+            )),
+            (None, Some(_)) => problems.push(Problem::new(
+                self.origin("tls_key"),
+                "tls_key needs tls_cert (the certificate chain)".to_owned(),
+            )),
+            (None, None) => {}
+        }
         let client_defaults = ClientConfig::default();
         let client = ClientConfig {
             ping_interval: self.ping_interval.unwrap_or(client_defaults.ping_interval),
@@ -670,6 +709,9 @@ impl Layer {
                 .max_queue_bytes
                 .unwrap_or(client_defaults.max_queue_bytes),
             allowed_origins: self.allowed_origins.clone().unwrap_or_default(),
+            max_commands_per_second: self
+                .max_commands_per_second
+                .unwrap_or(client_defaults.max_commands_per_second),
         };
         let config = Config {
             listen: self.listen.unwrap_or(defaults.listen),
@@ -699,6 +741,12 @@ impl Layer {
             client,
             api_max_body: self.api_max_body.unwrap_or(defaults.api_max_body),
             shutdown_drain: self.shutdown_drain.unwrap_or(defaults.shutdown_drain),
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(defaults.max_connections_per_ip),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             log_level: self.log_level.clone().unwrap_or(defaults.log_level),
             log_format: self.log_format.unwrap_or(defaults.log_format),
         };

@@ -247,6 +247,18 @@ token_secret = {token_secret}
 # On SIGTERM/SIGINT, how long to wait for clients to go and storage to flush.
 #shutdown_drain = {shutdown_drain}
 
+# Most TCP connections open at once on the port (every path, WebSockets
+# included), and from one IP address; 0 is no limit. A connection over a
+# limit gets HTTP 503 with Retry-After and is closed.
+#max_connections = {max_connections}
+#max_connections_per_ip = {max_connections_per_ip}
+
+# TLS: serve https and wss on the listen port with this PEM certificate
+# chain (leaf first) and private key. SIGHUP reloads both files; open
+# connections keep the certificate they started with.
+#tls_cert = "/etc/duplex/cert.pem"
+#tls_key = "/etc/duplex/key.pem"
+
 # Log filter (tracing EnvFilter syntax: "info", "warn,duplex_server=debug")
 # and format ("text" or "json"). Logs go to standard error.
 #log_level = {log_level}
@@ -267,6 +279,9 @@ token_secret = {token_secret}
 #max_queue_bytes = {max_queue_bytes}
 # Browser origins allowed to connect (Origin header); empty allows any.
 #allowed_origins = ["https://example.com"]
+# Commands one WebSocket connection may send per second (bursts up to this
+# many); over it a command is answered with error 111. 0 is no limit.
+#max_commands_per_second = 0
 
 # Options of channels outside any namespace (names without ':'). Without a
 # [channel] table they are the values shown below (presence, join/leave,
@@ -283,6 +298,8 @@ token_secret = {token_secret}
         token_secret = quote(token_secret),
         api_max_body = size(d.api_max_body),
         shutdown_drain = quote(&duration(d.shutdown_drain)),
+        max_connections = d.max_connections,
+        max_connections_per_ip = d.max_connections_per_ip,
         log_level = quote(&d.log_level),
         ping_interval = quote(&duration(c.ping_interval)),
         pong_timeout = quote(&duration(c.pong_timeout)),
@@ -381,6 +398,11 @@ pub(super) fn render(config: &Config, mask: bool) -> String {
     line("node_name", quote(&config.node_name));
     line("api_max_body", size(config.api_max_body));
     line("shutdown_drain", quote(&duration(config.shutdown_drain)));
+    line("max_connections", config.max_connections.to_string());
+    line(
+        "max_connections_per_ip",
+        config.max_connections_per_ip.to_string(),
+    );
     line("log_level", quote(&config.log_level));
     line(
         "log_format",
@@ -408,6 +430,11 @@ pub(super) fn render(config: &Config, mask: bool) -> String {
     let _ = writeln!(out, "max_subscriptions = {}", c.max_subscriptions);
     let _ = writeln!(out, "max_queue_bytes = {}", size(c.max_queue_bytes));
     let _ = writeln!(out, "allowed_origins = {}", list(&c.allowed_origins));
+    let _ = writeln!(
+        out,
+        "max_commands_per_second = {}",
+        c.max_commands_per_second
+    );
     let _ = writeln!(out, "\n[channel]");
     for (key, value) in option_entries(&config.channel) {
         let _ = writeln!(out, "{key} = {value}");

@@ -151,6 +151,9 @@ fn environment_values_are_parsed_like_flags() {
         ),
         ("DUPLEX_API_MAX_BODY", "2048"),
         ("DUPLEX_SHUTDOWN_DRAIN", "1500ms"),
+        ("DUPLEX_MAX_CONNECTIONS", "500"),
+        ("DUPLEX_MAX_CONNECTIONS_PER_IP", "20"),
+        ("DUPLEX_CLIENT_MAX_COMMANDS_PER_SECOND", "30"),
         ("DUPLEX_BROKER", ""),
         ("DUPLEX_LOG_FORMAT", "json"),
         ("DUPLEX_WHATEVER", "x"),
@@ -168,6 +171,8 @@ fn environment_values_are_parsed_like_flags() {
     );
     assert_eq!(c.api_max_body, 2048);
     assert_eq!(c.shutdown_drain, Duration::from_millis(1500));
+    assert_eq!((c.max_connections, c.max_connections_per_ip), (500, 20));
+    assert_eq!(c.client.max_commands_per_second, 30);
     assert_eq!(c.broker, None, "an empty variable counts as unset");
     assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
@@ -345,13 +350,14 @@ fn generated_file_checks_and_loads() {
     assert_ne!(generate(), text);
 
     // Every commented-out setting is valid once uncommented (except the
-    // public key, which names a file that does not exist here).
+    // public key and the TLS files, which name files that do not exist here).
     let uncommented: String = text
         .lines()
         .map(|l| match l.strip_prefix('#') {
             Some(rest)
                 if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[')
-                    && !rest.starts_with("token_") =>
+                    && !rest.starts_with("token_")
+                    && !rest.starts_with("tls_") =>
             {
                 rest
             }
@@ -407,6 +413,8 @@ dev = true
 node_name = "n1"
 api_max_body = 123457
 shutdown_drain = "1500ms"
+max_connections = 0
+max_connections_per_ip = 64
 log_level = "warn,duplex_server=debug"
 log_format = "json"
 
@@ -418,6 +426,7 @@ max_message_size = "2MiB"
 max_subscriptions = 7
 max_queue_bytes = 1000
 allowed_origins = ["https://a.example"]
+max_commands_per_second = 40
 
 [channel]
 presence = true
@@ -435,6 +444,11 @@ join_leave = true
         .unwrap()
         .config;
     assert_eq!(first.client.connect_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        (first.max_connections, first.max_connections_per_ip),
+        (0, 64)
+    );
+    assert_eq!(first.client.max_commands_per_second, 40);
     let printed = first.to_toml(false);
     assert_eq!(check(&printed, Path::new("p.toml")), [], "{printed}");
     let second = load(Some(&dir.file("p.toml", &printed)), &[], &[])
@@ -731,4 +745,34 @@ fn broker_options_from_file_env_and_defaults() {
     for key in ["#broker_prefix", "#broker_presence_ttl", "#broker_node_ttl"] {
         assert!(generated.contains(key), "{key}");
     }
+}
+
+#[test]
+fn connection_limits_must_be_counts() {
+    let text = "max_connections = -5\nmax_connections_per_ip = \"lots\"\n";
+    let p = check(text, Path::new("t.toml"));
+    assert_eq!(lines_of(&p), [1, 2], "{p:?}");
+    let ok = check(
+        "max_connections = 10\nmax_connections_per_ip = 0\n",
+        Path::new("t.toml"),
+    );
+    assert_eq!(ok, []);
+}
+
+#[test]
+fn tls_needs_both_files_and_usable_ones() {
+    let dir = TempDir::new();
+    let only_cert = format!(
+        "tls_cert = {:?}\n",
+        dir.file("c.pem", "x").display().to_string()
+    );
+    assert_eq!(lines_of(&check(&only_cert, Path::new("t.toml"))), [1]);
+    let not_pem = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        dir.file("c.pem", "not a certificate").display().to_string(),
+        dir.file("k.pem", "not a key").display().to_string()
+    );
+    let p = check(&not_pem, Path::new("t.toml"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].to_string().contains("no PEM certificate"), "{p:?}");
 }

@@ -20,12 +20,15 @@
 //!
 //! Errors follow Centrifugo: unknown namespace 102, not allowed 103,
 //! already subscribed 105, too many subscriptions 106, malformed channel
-//! 107, feature off 108, expired token 109, unrecoverable position 112;
+//! 107, feature off 108, expired token 109, too many requests 111 (over
+//! `client.max_commands_per_second`, see [`Session::check_rate`]),
+//! unrecoverable position 112;
 //! an invalid token (or one for another user or channel) disconnects with
 //! 3500. Permission rules are in [`permission`].
 
 pub(crate) mod convert;
 mod permission;
+mod rate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -158,6 +161,8 @@ pub struct Session {
     creds: Option<Credentials>,
     subs: HashMap<ChannelName, Sub>,
     next_generation: u64,
+    /// `client.max_commands_per_second`, when set.
+    rate: Option<rate::CommandRate>,
 }
 
 impl std::fmt::Debug for Session {
@@ -203,6 +208,9 @@ impl Session {
         client: impl Into<Arc<str>>,
         factory: Arc<dyn SubscriberFactory>,
     ) -> Self {
+        let per_second = node.config().client.max_commands_per_second;
+        let rate =
+            (per_second > 0).then(|| rate::CommandRate::new(per_second, std::time::Instant::now()));
         Self {
             node,
             client: client.into(),
@@ -210,6 +218,17 @@ impl Session {
             creds: None,
             subs: HashMap::new(),
             next_generation: 1,
+            rate,
+        }
+    }
+
+    /// Counts one command against `client.max_commands_per_second`: over
+    /// it, error 111 (too many requests) and the command is not run.
+    pub fn check_rate(&mut self) -> Result<(), SessionError> {
+        let now = std::time::Instant::now();
+        match self.rate.as_mut().map(|bucket| bucket.try_take(now)) {
+            Some(false) => Err(ErrorCode::TooManyRequests.into()),
+            _ => Ok(()),
         }
     }
 
