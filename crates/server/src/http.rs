@@ -243,6 +243,10 @@ impl App {
                 Ok(slot) => slot,
                 Err(over) => {
                     tracing::debug!(%peer, ?over, "connection over the limit: refused with 503");
+                    self.node
+                        .metrics()
+                        .connections_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     limits.refuse(tcp, over, acceptor);
                     continue;
                 }

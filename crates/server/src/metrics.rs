@@ -45,6 +45,9 @@ pub struct Metrics {
     pub websocket: TransportCounters,
     /// Socket.IO.
     pub socketio: TransportCounters,
+    /// Connections refused with 503 for being over `max_connections` or
+    /// `max_connections_per_ip`.
+    pub connections_refused: AtomicU64,
     /// Publications accepted from the HTTP API.
     pub publications_api: AtomicU64,
     /// Publications accepted from clients.
@@ -67,6 +70,7 @@ impl Default for Metrics {
         Self {
             websocket: TransportCounters::default(),
             socketio: TransportCounters::default(),
+            connections_refused: AtomicU64::new(0),
             publications_api: AtomicU64::new(0),
             publications_client: AtomicU64::new(0),
             errors: Mutex::default(),
@@ -187,6 +191,11 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{transport=\"{label}\"}} {}", load(field(t)));
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP duplex_connections_refused_total Connections refused with 503 over a connection limit.\n# TYPE duplex_connections_refused_total counter\nduplex_connections_refused_total {}",
+            load(&self.connections_refused)
+        );
         let _ = writeln!(
             out,
             "# HELP duplex_publications_total Publications accepted.\n# TYPE duplex_publications_total counter"

@@ -373,7 +373,10 @@ impl SioConn {
         data: Data,
         ack: Option<AckSender>,
     ) {
-        let result = if data.binary.is_empty() {
+        let result = if let Err(err) = session.check_rate() {
+            // Over client.max_commands_per_second: not run, answered 111.
+            Err(err)
+        } else if data.binary.is_empty() {
             let arg = data.args.into_iter().next().unwrap_or(Value::Null);
             handle_event(session, event, arg).await
         } else {

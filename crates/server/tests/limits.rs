@@ -59,6 +59,7 @@ async fn websocket(addr: SocketAddr) -> WebSocket<MaybeTlsStream> {
 struct Answer {
     status: u16,
     head: String,
+    body: String,
 }
 
 /// Sends `request` on a connection from `from` (any loopback address when
@@ -84,13 +85,14 @@ async fn exchange(addr: SocketAddr, from: Option<IpAddr>, request: &str) -> Answ
     );
     assert!(started.elapsed() < PROMPT);
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let head = text.split("\r\n\r\n").next().unwrap_or("").to_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (head, body) = (head.to_owned(), body.to_owned());
     let status = head
         .strip_prefix("HTTP/1.1 ")
         .and_then(|rest| rest.get(..3))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    Answer { status, head }
+    Answer { status, head, body }
 }
 
 fn health() -> String {
@@ -161,6 +163,19 @@ async fn over_max_connections_is_503_and_a_freed_place_is_reused() {
 
     drop(held);
     until_admitted(addr).await;
+    // Every refusal above is counted.
+    let metrics = exchange(
+        addr,
+        None,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let refused = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("duplex_connections_refused_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(refused.is_some_and(|n| n >= 3), "{:?}", refused);
     server.shutdown().await;
 }
 
@@ -249,6 +264,47 @@ async fn commands_over_the_rate_get_error_111() {
     let reply = &replies(&mut ws, again, 1).await[0];
     assert_eq!(error_code(reply), 104, "{reply}");
     drop(ws);
+    server.shutdown().await;
+}
+
+/// The same limit holds for Socket.IO events: a burst over the rate gets
+/// 111 in the acks of the events over it.
+#[tokio::test]
+async fn socketio_events_over_the_rate_get_error_111() {
+    let server = start_with(0, 0, |c| c.client.max_commands_per_second = 5).await;
+    let token = Auth::new(&TokenKey::Hmac(SECRET.into()))
+        .unwrap()
+        .sign_connect("bob", Some(3600), None, &[])
+        .unwrap();
+    let client = socketio_client::Client::builder(format!("http://{}", server.addr))
+        .auth(json!({ "token": token }))
+        .connect()
+        .await
+        .unwrap();
+    let mut acks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        acks.spawn(async move {
+            client
+                .emit_with_ack(
+                    "presence_stats",
+                    &(json!({"channel": "x"}),),
+                    Duration::from_secs(5),
+                )
+                .await
+        });
+    }
+    let mut limited = 0;
+    let mut through = 0;
+    while let Some(ack) = acks.join_next().await {
+        let data = ack.unwrap().unwrap();
+        match data.args[0]["error"]["code"].as_u64() {
+            Some(111) => limited += 1,
+            _ => through += 1,
+        }
+    }
+    assert_eq!((through, limited), (5, 15));
+    client.disconnect().await;
     server.shutdown().await;
 }
 
