@@ -129,7 +129,7 @@ pub(crate) async fn run(node: Node, ws: UpgradedSocket) {
         registered: false,
     };
     let end = conn.serve().await;
-    conn.finish(end).await;
+    Box::pin(conn.finish(end)).await;
     counters(&node)
         .connections_open
         .fetch_sub(1, Ordering::Relaxed);
@@ -178,7 +178,9 @@ impl Conn {
             };
             let step = match event {
                 Event::Shutdown => Err(End::Close(Disconnect::SHUTDOWN)),
-                Event::Outbox => match self.drain().await {
+                // Boxed too: one allocation per wake-up (a batch of
+                // events), not per event, and idle tasks stay small.
+                Event::Outbox => match Box::pin(self.drain()).await {
                     Ok(()) => {
                         // Start writing now rather than at the next `recv`
                         // poll; a peer that does not read leaves the rest
@@ -188,7 +190,10 @@ impl Conn {
                     }
                     Err(end) => Err(end),
                 },
-                Event::Timer => self.on_timer().await,
+                // Boxed: the futures of timers and commands (subscribe,
+                // history, ...) are large and short-lived, and inline they
+                // would size every idle connection's task for them.
+                Event::Timer => Box::pin(self.on_timer()).await,
                 Event::Message(None) => Err(End::Gone),
                 Event::Message(Some(Err(err))) => {
                     if let Some(code) = err.close_code() {
@@ -197,7 +202,7 @@ impl Conn {
                     tracing::debug!(%err, "websocket client failed");
                     Err(End::Gone)
                 }
-                Event::Message(Some(Ok(message))) => self.on_message(message).await,
+                Event::Message(Some(Ok(message))) => Box::pin(self.on_message(message)).await,
             };
             if let Err(end) = step {
                 return end;
