@@ -308,14 +308,17 @@ impl<H: Handler> Inner<H> {
             // for them, or until a heartbeat's worth of time says the client
             // is gone.
             let grace = self.config.ping_interval + self.config.ping_timeout;
-            if let Some(me) = self.me.upgrade() {
-                let session = session.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    me.forget_session(&session);
-                });
-            } else {
-                self.forget_session(session);
+            // Closing may be asked from outside the runtime (a plain thread):
+            // then there is no timer to wait with, and the session goes now.
+            match (self.me.upgrade(), tokio::runtime::Handle::try_current()) {
+                (Some(me), Ok(runtime)) => {
+                    let session = session.clone();
+                    runtime.spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        me.forget_session(&session);
+                    });
+                }
+                _ => self.forget_session(session),
             }
         } else {
             self.forget_session(session);
