@@ -133,9 +133,9 @@ fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String
             // error, a close code (3500 invalid token) as a disconnect.
             match &err {
                 SessionError::Reply(e) => node.metrics().error(e.code),
-                SessionError::Disconnect(d) => node
-                    .metrics()
-                    .disconnect(u16::try_from(d.code).unwrap_or(u16::MAX)),
+                SessionError::Disconnect(d) => {
+                    node.metrics().disconnect(d.close_code().unwrap_or(3000))
+                }
             }
             return Err(refusal(&err, token.is_empty()));
         }
