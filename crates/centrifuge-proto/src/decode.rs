@@ -305,8 +305,16 @@ fn decode_body(id: u32, method: Method, body: &RawValue) -> Result<Command, Erro
 
 /// Rejects `line` if arrays and objects nest deeper than `max_depth`,
 /// without recursion and without parsing: brackets inside strings are
-/// skipped, everything else is left to the parser.
-fn check_depth(line: &str, max_depth: usize) -> Result<(), Error> {
+/// skipped, everything else is left to the parser. The command decoder runs
+/// it on every line; the server API runs it on request bodies.
+///
+/// ```
+/// use centrifuge_proto::check_depth;
+/// assert!(check_depth(r#"{"a":[1,{"b":2}]}"#, 3).is_ok());
+/// assert!(check_depth(r#"{"a":[1,{"b":[]}]}"#, 3).is_err());
+/// assert!(check_depth(r#"{"a":"[[[[["}"#, 1).is_ok());
+/// ```
+pub fn check_depth(line: &str, max_depth: usize) -> Result<(), Error> {
     // Each level needs at least one byte.
     if line.len() <= max_depth {
         return Ok(());

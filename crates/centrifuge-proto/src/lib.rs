@@ -102,7 +102,7 @@ pub use command::{
     PublishRequest, RefreshRequest, RpcRequest, SendRequest, StreamPosition, SubRefreshRequest,
     SubscribeRequest, UnsubscribeRequest,
 };
-pub use decode::{decode_command, decode_frame, Commands, Limits};
+pub use decode::{check_depth, decode_command, decode_frame, Commands, Limits};
 pub use error::{Error, ErrorAction};
 pub use frame::{encode_error_reply, encode_publication_push, encode_push, encode_reply, FrameBuf};
 pub use push::{ClientInfo, Publication, Push, RefreshPush, SubscribePush};

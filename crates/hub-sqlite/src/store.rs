@@ -184,7 +184,16 @@ impl SqliteStore {
         }
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            // Published data is private: folders we create are the owner's
+            // only (an existing folder keeps its mode).
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder.create(dir).map_err(|source| OpenError::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;

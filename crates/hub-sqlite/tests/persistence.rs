@@ -357,6 +357,15 @@ async fn open_creates_directories_and_reports_problems() {
     let store = SqliteStore::open(&nested, config(&clock)).unwrap();
     assert_eq!(store.path(), nested);
     drop(store);
+    #[cfg(unix)]
+    for folder in ["a", "a/b", "a/b/c"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(folder))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{folder} is the owner's only");
+    }
     let mode: String = rusqlite::Connection::open(&nested)
         .unwrap()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -157,6 +157,10 @@ pub struct Config {
     pub client: ClientConfig,
     /// Largest API request body, in bytes. Default 1 MiB.
     pub api_max_body: usize,
+    /// Largest HTTP request head (request line and headers), in bytes, on
+    /// every path; over it the answer is 431. Default 64 KiB, at least
+    /// [`Config::MIN_REQUEST_HEAD`].
+    pub max_request_head: usize,
     /// How long shutdown waits for connections to close and storage to flush.
     pub shutdown_drain: Duration,
     /// Most TCP connections open at once on the port (every path, upgraded
@@ -195,6 +199,7 @@ impl Default for Config {
             namespaces: Vec::new(),
             client: ClientConfig::default(),
             api_max_body: 1024 * 1024,
+            max_request_head: 64 * 1024,
             shutdown_drain: Duration::from_secs(10),
             max_connections: 100_000,
             max_connections_per_ip: 0,
@@ -207,6 +212,10 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The smallest `max_request_head` allowed (the HTTP parser's own
+    /// minimum buffer).
+    pub const MIN_REQUEST_HEAD: usize = 8 * 1024;
+
     /// The options channels get when the config has no `[channel]` table
     /// (a `[channel]` table replaces them; keys it leaves out are off):
     /// presence with join/leave, 100 publications of history for 5
@@ -254,39 +263,21 @@ impl Config {
     /// just the first. Writes nothing: a secret that is set nowhere stays
     /// empty until [`Config::ensure_secrets`].
     pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
-        let mut layer = settings::Layer::default();
-        let mut problems = Vec::new();
-        if let Some(path) = &sources.file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-            problems.extend(file::apply(&mut layer, &text, path));
-        }
-        for (var, value) in &sources.env {
-            let Some(key) = settings::key_for_env(var) else {
-                continue;
-            };
-            if value.is_empty() {
-                continue;
+        let text = match &sources.file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
             }
-            let origin = Origin::Env(var.clone());
-            if let Err(e) = layer.set(&key, settings::Raw::Text(value), origin.clone()) {
-                problems.push(Problem::new(origin, e.to_string()));
-            }
-        }
-        for (key, value) in &sources.flags {
-            let origin = Origin::Flag(format!("--{}", key.replace(['_', '.'], "-")));
-            if let Err(e) = layer.set(key, settings::Raw::Text(value), origin.clone()) {
-                problems.push(Problem::new(origin, e.to_string()));
-            }
-        }
-        let built = layer.build();
-        problems.extend(built.problems);
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid(Problems(problems)));
-        }
-        let mut config = built.config;
+            None => None,
+        };
+        let file = text.as_deref().zip(sources.file.as_deref());
+        let layer = settings::Layer::default();
+        let mut config = assemble(layer, file, &sources.env, &sources.flags)
+            .map_err(|problems| ConfigError::Invalid(Problems(problems)))?;
         let mut warnings: Vec<String> = sources
             .env
             .iter()
@@ -364,6 +355,62 @@ impl Config {
     pub fn to_toml(&self, mask_secrets: bool) -> String {
         template::render(self, mask_secrets)
     }
+}
+
+/// Applies the file's `text`, then the environment, then the flags to
+/// `layer` and builds the configuration, or returns every problem found.
+/// Reads nothing itself ([`Config::load`] reads the file and the secrets).
+fn assemble(
+    mut layer: settings::Layer,
+    file: Option<(&str, &Path)>,
+    env: &[(String, String)],
+    flags: &[(String, String)],
+) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    if let Some((text, path)) = file {
+        problems.extend(file::apply(&mut layer, text, path));
+    }
+    for (var, value) in env {
+        let Some(key) = settings::key_for_env(var) else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let origin = Origin::Env(var.clone());
+        if let Err(e) = layer.set(&key, settings::Raw::Text(value), origin.clone()) {
+            problems.push(Problem::new(origin, e.to_string()));
+        }
+    }
+    for (key, value) in flags {
+        let origin = Origin::Flag(format!("--{}", key.replace(['_', '.'], "-")));
+        if let Err(e) = layer.set(key, settings::Raw::Text(value), origin.clone()) {
+            problems.push(Problem::new(origin, e.to_string()));
+        }
+    }
+    let built = layer.build();
+    problems.extend(built.problems);
+    if problems.is_empty() {
+        Ok(built.config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What [`Config::load`] does with a config file's `text` and `env`, but
+/// reading no file: `token_public_key`, `tls_cert` and `tls_key` are read
+/// through `read` instead of the filesystem, and the node name defaults
+/// to `duplex` rather than the host name. For the fuzz targets
+/// ([`crate::fuzzing`]).
+pub(crate) fn assemble_offline(
+    text: &str,
+    path: &Path,
+    env: &[(String, String)],
+    read: settings::ReadFile,
+) -> Result<Config, Vec<Problem>> {
+    let mut layer = settings::Layer::default();
+    layer.read = Some(read);
+    assemble(layer, Some((text, path)), env, &[])
 }
 
 /// The environment variable naming the config file (like `--config`).

@@ -288,6 +288,7 @@ impl App {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let app = self;
+        let max_request_head = app.node.config().max_request_head;
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
             req.extensions_mut().insert(peer);
@@ -298,6 +299,9 @@ impl App {
             // A client that trickles its request head (slowloris),
             // or keeps an idle keep-alive connection, is closed.
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // A request head over this is answered 431 (at least 8 KiB,
+            // checked when the config is read: below it the parser panics).
+            .max_buf_size(max_request_head.max(crate::config::Config::MIN_REQUEST_HEAD))
             .keep_alive(true)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();

@@ -22,6 +22,8 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod node;

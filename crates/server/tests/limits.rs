@@ -326,3 +326,21 @@ async fn without_a_rate_limit_a_burst_goes_through() {
     drop(ws);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_request_head_over_max_request_head_is_431() {
+    let server = start_with(0, 0, |c| c.max_request_head = 16 * 1024).await;
+    let padded = |bytes: usize| {
+        format!(
+            "GET /health HTTP/1.1\r\nHost: duplex\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            "p".repeat(bytes)
+        )
+    };
+    let fits = exchange(server.addr, None, &padded(10 * 1024)).await;
+    assert_eq!(fits.status, 200, "{}", fits.head);
+    let over = exchange(server.addr, None, &padded(20 * 1024)).await;
+    assert_eq!(over.status, 431, "{}", over.head);
+    // The server goes on serving.
+    assert_eq!(exchange(server.addr, None, &health()).await.status, 200);
+    server.shutdown().await;
+}

@@ -851,27 +851,56 @@ async fn subscription_expiry_unsubscribes_2501() {
 #[tokio::test]
 async fn slow_client_closes_3008() {
     let server = start_with(|c| c.client.max_queue_bytes = 256 * 1024).await;
-    let mut c = Client::connected(server.addr, "1").await;
-    c.subscribe("firehose").await;
-    // Stop reading; publish far more than the socket buffers and the
-    // queue can hold.
+    let mut slow = Client::connected(server.addr, "1").await;
+    slow.subscribe("firehose").await;
+    // A subscriber that keeps reading beside it must get every publication,
+    // in order, before and after the slow one is dropped.
+    let mut fast = Client::connected(server.addr, "2").await;
+    fast.subscribe("firehose").await;
+    let (offsets_tx, mut offsets_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        loop {
+            let push = fast.push().await;
+            let offset = push["pub"]["offset"].as_u64().unwrap_or(0);
+            if offsets_tx.send(offset).is_err() {
+                break;
+            }
+        }
+    });
+    // Stop reading on `slow`; publish far more than the socket buffers and
+    // the queue can hold.
     let hub = server.node.hub().clone();
     let channel: hub::ChannelName = "firehose".parse().unwrap();
     let payload = format!("\"{}\"", "x".repeat(16 * 1024));
-    for _ in 0..2000 {
-        hub.publish(&channel, hub::PublishRequest::new(payload.clone()))
-            .await
-            .unwrap();
-        if hub.num_subscribers(&channel) == 0 {
-            break;
+    // Publish in small bursts and let the reading subscriber take each burst
+    // before the next: the queue that fills is the slow one's alone.
+    let mut published = 0u64;
+    let mut after_drop = 0;
+    while published < 4000 && after_drop < 50 {
+        for _ in 0..8 {
+            hub.publish(&channel, hub::PublishRequest::new(payload.clone()))
+                .await
+                .unwrap();
+            published += 1;
+        }
+        for expected in published - 7..=published {
+            let offset = tokio::time::timeout(WAIT, offsets_rx.recv())
+                .await
+                .expect("the reading subscriber keeps receiving")
+                .expect("reader alive");
+            assert_eq!(offset, expected, "every publication once, in order");
+        }
+        if hub.num_subscribers(&channel) < 2 {
+            after_drop += 8;
         }
     }
     assert_eq!(
         hub.num_subscribers(&channel),
-        0,
-        "the slow subscriber was dropped"
+        1,
+        "the slow subscriber was dropped, the fast one stays"
     );
-    assert_eq!(c.close_code().await, Some(3008));
+    assert_eq!(slow.close_code().await, Some(3008));
+    reader.abort();
     server.shutdown().await;
 }
 

@@ -23,10 +23,17 @@ pub(crate) enum PatternError {
     /// The `{..}` alternatives multiply into too many patterns.
     #[error("pattern has more than {MAX_ALTERNATIVES} alternatives")]
     TooManyAlternatives,
+    /// `{..}` nested deeper than [`MAX_DEPTH`].
+    #[error("pattern nests braces more than {MAX_DEPTH} deep")]
+    TooDeep,
 }
 
 /// Most expanded alternatives a pattern may have.
 const MAX_ALTERNATIVES: usize = 256;
+
+/// Deepest nesting of `{..}`: parsing and expanding recurse once per level,
+/// and a pattern may be as long as a request body.
+const MAX_DEPTH: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
@@ -68,7 +75,7 @@ impl Pattern {
     pub(crate) fn new(pattern: &str) -> Result<Self, PatternError> {
         let chars: Vec<char> = pattern.chars().collect();
         let mut pos = 0;
-        let parts = parse_seq(&chars, &mut pos, false)?;
+        let parts = parse_seq(&chars, &mut pos, 0)?;
         let alternatives = expand(&parts)?;
         Ok(Pattern { alternatives })
     }
@@ -82,13 +89,13 @@ impl Pattern {
     }
 }
 
-/// Parses until the end, or (inside braces) until an unescaped `,` or `}`,
-/// which is left at `pos`.
-fn parse_seq(chars: &[char], pos: &mut usize, in_braces: bool) -> Result<Vec<Part>, PatternError> {
+/// Parses until the end, or (inside `depth` braces) until an unescaped `,`
+/// or `}`, which is left at `pos`.
+fn parse_seq(chars: &[char], pos: &mut usize, depth: usize) -> Result<Vec<Part>, PatternError> {
     let mut parts = Vec::new();
     while let Some(&c) = chars.get(*pos) {
         match c {
-            ',' | '}' if in_braces => break,
+            ',' | '}' if depth > 0 => break,
             '\\' => {
                 let next = chars.get(*pos + 1).ok_or(PatternError::TrailingEscape)?;
                 parts.push(Part::Token(Token::Literal(*next)));
@@ -107,10 +114,13 @@ fn parse_seq(chars: &[char], pos: &mut usize, in_braces: bool) -> Result<Vec<Par
                 parts.push(Part::Token(parse_class(chars, pos)?));
             }
             '{' => {
+                if depth == MAX_DEPTH {
+                    return Err(PatternError::TooDeep);
+                }
                 *pos += 1;
                 let mut alternatives = Vec::new();
                 loop {
-                    alternatives.push(parse_seq(chars, pos, true)?);
+                    alternatives.push(parse_seq(chars, pos, depth + 1)?);
                     match chars.get(*pos) {
                         Some(',') => *pos += 1,
                         Some('}') => {
@@ -267,6 +277,24 @@ mod tests {
         assert!(m(r"a\*", "a*"));
         assert!(!m(r"a\*", "ab"));
         assert!(m("a,b}", "a,b}"));
+    }
+
+    #[test]
+    fn deep_braces_are_an_error_not_a_stack_overflow() {
+        // A request body may carry a pattern of up to `api_max_body` (1 MiB)
+        // of `{`; on a thread with tokio's 2 MiB stack that must be refused.
+        let pattern = "{".repeat(1 << 20);
+        let result = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || Pattern::new(&pattern).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(result.unwrap_err(), PatternError::TooDeep);
+        let deepest = format!("{}x{}", "{".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert!(Pattern::new(&deepest).unwrap().matches("x"));
+        let deeper = format!("{{{deepest}}}");
+        assert_eq!(Pattern::new(&deeper).unwrap_err(), PatternError::TooDeep);
     }
 
     #[test]

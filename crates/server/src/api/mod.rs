@@ -225,6 +225,11 @@ fn object_text(body: &[u8]) -> Result<&str, String> {
     if text.is_empty() {
         return Ok("{}");
     }
+    // The same bound as client commands: a subscriber whose JSON parser
+    // recurses must not be handed publication data nested 10,000 deep.
+    let max_depth = centrifuge_proto::Limits::DEFAULT_MAX_DEPTH;
+    centrifuge_proto::check_depth(text, max_depth)
+        .map_err(|_| format!("request body nests arrays and objects deeper than {max_depth}"))?;
     serde_json::from_str::<&serde_json::value::RawValue>(text)
         .map_err(|e| format!("request body is not JSON: {e}"))?;
     if !text.starts_with('{') {
@@ -275,5 +280,8 @@ mod tests {
         assert!(object_text(b"{").is_err());
         assert!(object_text(b"{} {}").is_err());
         assert!(object_text(b"\xff").is_err());
+        let deep = |n: usize| format!("{{\"data\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(object_text(deep(127).as_bytes()).is_ok());
+        assert!(object_text(deep(128).as_bytes()).is_err());
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hub::{NamespaceConfig, NamespaceOptions};
@@ -34,6 +34,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "dev",
     "node_name",
     "api_max_body",
+    "max_request_head",
     "shutdown_drain",
     "max_connections",
     "max_connections_per_ip",
@@ -171,7 +172,9 @@ impl Raw<'_> {
             Raw::Text(t) => t
                 .trim()
                 .parse()
-                .map_err(|_| format!("expected a non-negative integer, found {t:?}")),
+                .ok()
+                .filter(|n| fits_toml(*n))
+                .ok_or_else(|| format!("expected a non-negative integer, found {t:?}")),
         }
     }
 
@@ -240,7 +243,16 @@ pub(super) fn parse_size(text: &str) -> Result<usize, String> {
         "gib" => 1 << 30,
         _ => return Err(bad()),
     };
-    number.checked_mul(scale).ok_or_else(bad)
+    number
+        .checked_mul(scale)
+        .filter(|n| fits_toml(*n))
+        .ok_or_else(bad)
+}
+
+/// Whether `n` fits a TOML integer (`i64`), as counts and sizes must for
+/// the printed configuration (`--print-config`) to load again.
+fn fits_toml(n: usize) -> bool {
+    i64::try_from(n).is_ok()
 }
 
 /// Why a setting was refused.
@@ -303,10 +315,16 @@ struct PublicKey {
 /// DER of the P-256 curve OID (1.2.840.10045.3.1.7), the curve of ES256.
 const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
+/// Reads a file's text in place of the filesystem (see [`Layer::read`]).
+pub(crate) type ReadFile = fn(&Path) -> std::io::Result<String>;
+
 /// Reads a PEM public key and tells RS256 from ES256 by the key itself.
-fn read_public_key(path: PathBuf) -> Result<PublicKey, String> {
-    let pem = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn read_public_key(path: PathBuf, read: Option<ReadFile>) -> Result<PublicKey, String> {
+    let pem = match read {
+        Some(read) => read(&path),
+        None => std::fs::read_to_string(&path),
+    }
+    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if pem.contains("PRIVATE KEY") {
         return Err(format!(
             "{} holds a private key; give the public key (openssl pkey -pubout)",
@@ -448,6 +466,7 @@ pub(super) struct Layer {
     dev: Option<bool>,
     node_name: Option<String>,
     api_max_body: Option<usize>,
+    max_request_head: Option<usize>,
     shutdown_drain: Option<Duration>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
@@ -467,6 +486,9 @@ pub(super) struct Layer {
     pub(super) channel: Option<NamespaceOptions>,
     /// `[[namespaces]]`, from the file only.
     pub(super) namespaces: Option<Vec<NamespaceConfig>>,
+    /// Reads files (the public key, TLS files) instead of the filesystem,
+    /// and leaves the host name alone; `None` (the default) uses the disk.
+    pub(super) read: Option<ReadFile>,
     origins: HashMap<String, Origin>,
     failed: HashSet<String>,
 }
@@ -522,7 +544,7 @@ impl Layer {
             }
             "token_public_key" => {
                 let path = non_empty(raw.string()?, "token_public_key")?;
-                self.token_public_key = Some(read_public_key(path.into())?);
+                self.token_public_key = Some(read_public_key(path.into(), self.read)?);
             }
             "token_algorithm" => {
                 let text = raw.string()?;
@@ -541,6 +563,17 @@ impl Layer {
             "dev" => self.dev = Some(raw.boolean()?),
             "node_name" => self.node_name = Some(non_empty(raw.string()?, "node_name")?),
             "api_max_body" => self.api_max_body = Some(positive(raw.size()?, "api_max_body")?),
+            "max_request_head" => {
+                let value = raw.size()?;
+                if value < Config::MIN_REQUEST_HEAD {
+                    return Err(format!(
+                        "max_request_head must be at least {} bytes (8KiB)",
+                        Config::MIN_REQUEST_HEAD
+                    )
+                    .into());
+                }
+                self.max_request_head = Some(value);
+            }
             "shutdown_drain" => self.shutdown_drain = Some(raw.duration()?),
             "max_connections" => self.max_connections = Some(raw.count()?),
             "max_connections_per_ip" => self.max_connections_per_ip = Some(raw.count()?),
@@ -677,11 +710,25 @@ impl Layer {
         };
         let token_key = token_key.unwrap_or_else(|| TokenKey::Hmac(token_secret.clone()));
         match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => {
-                if let Err(e) = crate::http::tls::load(cert, key) {
-                    problems.push(Problem::new(self.origin("tls_cert"), e.to_string()));
+            (Some(cert), Some(key)) => match self.read {
+                // Without the disk, only whether the files can be read.
+                Some(read) => {
+                    if let Some((path, e)) = [cert, key]
+                        .into_iter()
+                        .find_map(|path| read(path).err().map(|e| (path, e)))
+                    {
+                        problems.push(Problem::new(
+                            self.origin("tls_cert"),
+                            format!("cannot read {}: {e}", path.display()),
+                        ));
+                    }
                 }
-            }
+                None => {
+                    if let Err(e) = crate::http::tls::load(cert, key) {
+                        problems.push(Problem::new(self.origin("tls_cert"), e.to_string()));
+                    }
+                }
+            },
             (Some(_), None) => problems.push(Problem::new(
                 self.origin("tls_cert"),
                 "tls_cert needs tls_key (the certificate's private key)".to_owned(),
@@ -735,11 +782,16 @@ impl Layer {
             token_public_key: self.token_public_key.as_ref().map(|k| k.path.clone()),
             token_key,
             dev,
-            node_name: self.node_name.clone().unwrap_or_else(default_node_name),
+            node_name: match (&self.node_name, self.read) {
+                (Some(name), _) => name.clone(),
+                (None, Some(_)) => "duplex".to_owned(),
+                (None, None) => default_node_name(),
+            },
             channel,
             namespaces: self.namespaces.clone().unwrap_or_default(),
             client,
             api_max_body: self.api_max_body.unwrap_or(defaults.api_max_body),
+            max_request_head: self.max_request_head.unwrap_or(defaults.max_request_head),
             shutdown_drain: self.shutdown_drain.unwrap_or(defaults.shutdown_drain),
             max_connections: self.max_connections.unwrap_or(defaults.max_connections),
             max_connections_per_ip: self

@@ -244,6 +244,10 @@ token_secret = {token_secret}
 # Largest server API request body.
 #api_max_body = {api_max_body}
 
+# Largest HTTP request head (request line and headers) on every path; over
+# it the answer is 431. At least 8KiB.
+#max_request_head = {max_request_head}
+
 # On SIGTERM/SIGINT, how long to wait for clients to go and storage to flush.
 #shutdown_drain = {shutdown_drain}
 
@@ -297,6 +301,7 @@ token_secret = {token_secret}
         api_key = quote(api_key),
         token_secret = quote(token_secret),
         api_max_body = size(d.api_max_body),
+        max_request_head = size(d.max_request_head),
         shutdown_drain = quote(&duration(d.shutdown_drain)),
         max_connections = d.max_connections,
         max_connections_per_ip = d.max_connections_per_ip,
@@ -397,6 +402,7 @@ pub(super) fn render(config: &Config, mask: bool) -> String {
     line("dev", config.dev.to_string());
     line("node_name", quote(&config.node_name));
     line("api_max_body", size(config.api_max_body));
+    line("max_request_head", size(config.max_request_head));
     line("shutdown_drain", quote(&duration(config.shutdown_drain)));
     line("max_connections", config.max_connections.to_string());
     line(

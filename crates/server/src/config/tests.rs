@@ -748,6 +748,17 @@ fn broker_options_from_file_env_and_defaults() {
 }
 
 #[test]
+fn request_head_limit_has_a_floor() {
+    let p = check("max_request_head = \"4KiB\"\n", Path::new("t.toml"));
+    assert_eq!(lines_of(&p), [1], "{p:?}");
+    assert!(p[0].to_string().contains("at least 8192"), "{p:?}");
+    assert_eq!(
+        check("max_request_head = \"32KiB\"\n", Path::new("t.toml")),
+        []
+    );
+}
+
+#[test]
 fn connection_limits_must_be_counts() {
     let text = "max_connections = -5\nmax_connections_per_ip = \"lots\"\n";
     let p = check(text, Path::new("t.toml"));
@@ -775,4 +786,25 @@ fn tls_needs_both_files_and_usable_ones() {
     let p = check(&not_pem, Path::new("t.toml"));
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].to_string().contains("no PEM certificate"), "{p:?}");
+}
+
+#[test]
+fn counts_and_sizes_fit_toml_so_the_printout_loads_again() {
+    // 2^63 - 1 is the largest TOML integer; the environment and size
+    // strings could give more, which --print-config wrote unloadable.
+    let max = i64::MAX.to_string();
+    let over = (i64::MAX as u64 + 1).to_string();
+    let loaded = load(None, &[("DUPLEX_MAX_CONNECTIONS", &max)], &[]).unwrap();
+    assert_eq!(loaded.config.max_connections, i64::MAX as usize);
+    assert!(check(&loaded.config.to_toml(false), Path::new("p.toml")).is_empty());
+    for (var, value) in [
+        ("DUPLEX_MAX_CONNECTIONS", over.as_str()),
+        ("DUPLEX_CLIENT_MAX_SUBSCRIPTIONS", "9999999999999999999"),
+        ("DUPLEX_CLIENT_MAX_QUEUE_BYTES", over.as_str()),
+    ] {
+        let p = problems(load(None, &[(var, value)], &[]).unwrap_err());
+        assert_eq!(p.len(), 1, "{var}: {p:?}");
+    }
+    assert!(settings::parse_size("8589934591GiB").is_ok());
+    assert!(settings::parse_size("8589934592GiB").is_err());
 }
