@@ -76,6 +76,17 @@ impl CentrifugeClient {
         channel: &str,
         opts: &SubscribeOptions,
     ) -> Result<SubscribeResult> {
+        let reply = self.subscribe_reply(channel, opts).await?;
+        Ok(parse_subscribe_result(&reply))
+    }
+
+    /// Subscribes to `channel` with `opts` and returns the text of the
+    /// reply (one JSON object), for callers that check what it carries.
+    pub async fn subscribe_reply(
+        &mut self,
+        channel: &str,
+        opts: &SubscribeOptions,
+    ) -> Result<String> {
         let mut body = format!("{{\"channel\":{}", json_string(channel));
         if opts.recoverable || opts.recover_from.is_some() {
             body.push_str(",\"recoverable\":true");
@@ -87,8 +98,7 @@ impl CentrifugeClient {
             ));
         }
         body.push('}');
-        let reply = self.command("subscribe", &body).await?;
-        Ok(parse_subscribe_result(&reply))
+        self.command("subscribe", &body).await
     }
 
     /// Sends `{"id":N,"<method>":<body>}` and returns the text of the reply

@@ -29,6 +29,11 @@
 //! of the server process from `/proc/PID/stat`, user and kernel), and the
 //! publish-to-receipt latency percentiles (p50, p90, p99, max) of the
 //! deliveries received in the measured window.
+//!
+//! [`run_spread`] is the same with the subscribers spread over several
+//! targets (the nodes of a cluster, [`crate::cluster`]), with a latency
+//! histogram per target and a probe read at both ends of the measured
+//! window.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,7 +46,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::centrifuge::json_string;
-use crate::histogram::AtomicHistogram;
+use crate::histogram::{AtomicHistogram, Histogram};
 use crate::http::HttpClient;
 use crate::procfs;
 use crate::progress::Progress;
@@ -164,6 +169,8 @@ struct Shared {
     /// Publications sent in the measured window.
     published: AtomicU64,
     latency_ns: AtomicHistogram,
+    /// The same per group of subscribers (see [`run_spread`]).
+    group_ns: Vec<AtomicHistogram>,
     max_ns: AtomicU64,
     /// The publisher wants a wake-up once `delivered` reaches this.
     wake_at: AtomicU64,
@@ -179,6 +186,44 @@ pub fn wall_ns() -> u64 {
 
 /// Runs the scenario and returns its report.
 pub async fn run(opts: &FanoutOptions) -> Result<FanoutReport> {
+    let spread = run_spread(opts, std::slice::from_ref(&opts.subscribe), || async {
+        Ok(())
+    })
+    .await?;
+    Ok(spread.report)
+}
+
+/// What [`run_spread`] returns beside the report.
+#[derive(Clone, Debug)]
+pub struct Spread<S> {
+    /// The figures over every subscriber.
+    pub report: FanoutReport,
+    /// Publish-to-receipt nanoseconds of the measured window's deliveries
+    /// to each group (group `g`: the subscribers of `specs[g]`).
+    pub groups: Vec<Histogram>,
+    /// The probe's readings at the start and at the end of the measured
+    /// window.
+    pub probe: (S, S),
+}
+
+/// Runs the scenario with the subscribers spread over `specs` (for
+/// several nodes of one cluster: subscriber `i` of `opts.subscribers`
+/// connects through `specs[g]`, in blocks of about equal size), while the
+/// publisher uses `opts.publisher` as usual. `probe` is called right
+/// before and right after the measured window (e.g. to read a shared
+/// store's counters).
+pub async fn run_spread<S, P, F>(
+    opts: &FanoutOptions,
+    specs: &[SubscribeSpec],
+    mut probe: P,
+) -> Result<Spread<S>>
+where
+    P: FnMut() -> F,
+    F: std::future::Future<Output = Result<S>>,
+{
+    if specs.is_empty() {
+        bail!("no subscriber target");
+    }
     if opts.subscribers == 0 {
         bail!("--subscribers must be at least 1");
     }
@@ -194,20 +239,29 @@ pub async fn run(opts: &FanoutOptions) -> Result<FanoutReport> {
     if let Some(pid) = opts.server_pid {
         procfs::cpu_ticks(pid).context("is --server-pid the server's process id?")?;
     }
-    let subs =
-        crate::subscriber::open_all(&opts.subscribe, opts.subscribers, opts.ramp_concurrency)
-            .await?;
+    let mut subs = Vec::with_capacity(opts.subscribers);
+    let mut first = 0;
+    for (group, spec) in specs.iter().enumerate() {
+        let count =
+            opts.subscribers / specs.len() + usize::from(group < opts.subscribers % specs.len());
+        let opened =
+            crate::subscriber::open_range(spec, first..first + count, opts.ramp_concurrency)
+                .await?;
+        subs.extend(opened.into_iter().map(|sub| (group, sub)));
+        first += count;
+    }
     let publisher = Publisher::open(&opts.publisher, &opts.subscribe).await?;
 
     let shared = Arc::new(Shared {
         wake_at: AtomicU64::new(u64::MAX),
+        group_ns: specs.iter().map(|_| AtomicHistogram::default()).collect(),
         ..Shared::default()
     });
     let mut tasks = JoinSet::new();
-    for (n, sub) in subs.into_iter().enumerate() {
+    for (n, (group, sub)) in subs.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         tasks.spawn(async move {
-            receive_loop(sub, &shared)
+            receive_loop(sub, &shared, group)
                 .await
                 .with_context(|| format!("subscriber {n}"))
         });
@@ -227,11 +281,13 @@ pub async fn run(opts: &FanoutOptions) -> Result<FanoutReport> {
     watch(opts.warmup, &mut tasks, &shared, &bar, Duration::ZERO).await?;
     let server_cpu0 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
     let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
+    let probe0 = probe().await?;
     let started = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     watch(opts.duration, &mut tasks, &shared, &bar, opts.warmup).await?;
     shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
+    let probe1 = probe().await?;
     let server_cpu1 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
     let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
     shared.stop.store(true, Ordering::Relaxed);
@@ -240,6 +296,11 @@ pub async fn run(opts: &FanoutOptions) -> Result<FanoutReport> {
     let deliveries = shared.measured.load(Ordering::Relaxed);
     let publications = shared.published.load(Ordering::Relaxed);
     let latency = shared.latency_ns.snapshot();
+    let groups = shared
+        .group_ns
+        .iter()
+        .map(AtomicHistogram::snapshot)
+        .collect();
     let max_ns = shared.max_ns.load(Ordering::Relaxed);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
@@ -248,7 +309,7 @@ pub async fn run(opts: &FanoutOptions) -> Result<FanoutReport> {
         crate::sio::server_cpu(server_cpu0, server_cpu1);
     let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
     let cdf_us = cdf_points().filter_map(|q| us(q).map(|v| (q, v))).collect();
-    Ok(FanoutReport {
+    let report = FanoutReport {
         scenario: "fanout",
         server: opts.label.clone(),
         transport: opts.subscribe.kind,
@@ -272,6 +333,11 @@ pub async fn run(opts: &FanoutOptions) -> Result<FanoutReport> {
         p99_us: us(0.99),
         max_us: (!latency.is_empty()).then_some(max_ns as f64 / 1000.0),
         cdf_us,
+    };
+    Ok(Spread {
+        report,
+        groups,
+        probe: (probe0, probe1),
     })
 }
 
@@ -321,7 +387,7 @@ async fn watch(
 }
 
 /// One subscriber: count and time each delivery, check their order.
-async fn receive_loop(mut sub: Subscriber, shared: &Shared) -> Result<()> {
+async fn receive_loop(mut sub: Subscriber, shared: &Shared, group: usize) -> Result<()> {
     let mut next_seq: u64 = 0;
     let mut batch = Vec::with_capacity(8);
     loop {
@@ -336,6 +402,9 @@ async fn receive_loop(mut sub: Subscriber, shared: &Shared) -> Result<()> {
             if measuring {
                 let ns = now.saturating_sub(sent);
                 shared.latency_ns.record(ns);
+                if let Some(h) = shared.group_ns.get(group) {
+                    h.record(ns);
+                }
                 shared.max_ns.fetch_max(ns, Ordering::Relaxed);
             }
         }

@@ -82,6 +82,21 @@ impl Histogram {
         self.len() == 0
     }
 
+    /// Adds the counts of `other` to these.
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+    }
+
+    /// An empty histogram.
+    pub fn empty() -> Self {
+        Self { counts: Vec::new() }
+    }
+
     /// The value at quantile `q` (0.0..=1.0), as the midpoint of its bucket;
     /// `None` if the histogram is empty.
     pub fn quantile(&self, q: f64) -> Option<u64> {

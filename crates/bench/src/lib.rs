@@ -19,6 +19,7 @@
 
 pub mod centrifuge;
 pub mod client;
+pub mod cluster;
 pub mod echo;
 pub mod fanout;
 pub mod fanout_report;
@@ -33,6 +34,7 @@ pub mod progress;
 pub mod ramp;
 pub mod report;
 pub mod sio;
+pub mod soak;
 pub mod storm;
 pub mod sub_idle;
 pub mod subscriber;

@@ -55,12 +55,21 @@ enum Command {
     Idle(IdleArgs),
     /// Fan-out: N subscribers, one publisher, publish-to-receipt latency.
     Fanout(FanoutArgs),
+    /// Fan-out across the nodes of a cluster: subscribers spread over the
+    /// nodes, the publisher on node 0, Redis commands per publication.
+    Cluster(duplex_bench::cluster::ClusterArgs),
+    /// Markdown tables of the cluster lines of a results file.
+    ClusterReport(ReportArgs),
     /// Server memory per idle subscribed connection (plain WebSocket or
     /// Socket.IO), in steps.
     SubIdle(SubIdleArgs),
     /// Connection storm: N clients connecting and subscribing at once
     /// (with --recover-missed: reconnecting with recovery).
     Storm(StormArgs),
+    /// Soak: thousands of churning clients subscribing, recovering and
+    /// disconnecting while the API publishes, for a bounded time; checks
+    /// every delivery and samples the server's RSS, descriptors and CPU.
+    Soak(duplex_bench::soak::SoakArgs),
     /// Markdown tables from a results file of JSON lines.
     Report(ReportArgs),
     /// Markdown tables of the fan-out and sub-idle lines of a results file.
@@ -289,8 +298,16 @@ fn main() -> Result<()> {
         Command::Echo(a) => a.common.client_threads,
         Command::Idle(a) => a.common.client_threads,
         Command::Fanout(a) => a.sub.client_threads,
+        Command::Cluster(a) => a.client_threads,
+        Command::ClusterReport(a) => {
+            let jsonl = std::fs::read_to_string(&a.file)
+                .with_context(|| format!("reading {}", a.file.display()))?;
+            print!("{}", duplex_bench::cluster::render(&jsonl)?);
+            return Ok(());
+        }
         Command::SubIdle(a) => a.sub.client_threads,
         Command::Storm(a) => a.sub.client_threads,
+        Command::Soak(a) => a.client_threads,
         Command::Report(a) => {
             let jsonl = std::fs::read_to_string(&a.file)
                 .with_context(|| format!("reading {}", a.file.display()))?;
@@ -384,6 +401,9 @@ fn main() -> Result<()> {
                 let report = fanout::run(&opts).await?;
                 output::emit(&report)?;
             }
+            Command::Cluster(a) => {
+                output::emit(&duplex_bench::cluster::run_cli(a).await?)?;
+            }
             Command::SubIdle(a) => {
                 let opts = duplex_bench::sub_idle::SubIdleOptions {
                     subscribe: subscribe_spec(&a.sub, 256).await?,
@@ -420,7 +440,12 @@ fn main() -> Result<()> {
                 };
                 output::emit(&duplex_bench::storm::run(&opts).await?)?;
             }
-            Command::Report(_) | Command::FanoutReport(_) | Command::Plot(_) | Command::Sio(_) => {}
+            Command::Soak(a) => duplex_bench::soak::run_cli(a).await?,
+            Command::Report(_)
+            | Command::FanoutReport(_)
+            | Command::ClusterReport(_)
+            | Command::Plot(_)
+            | Command::Sio(_) => {}
         }
         Ok(())
     })

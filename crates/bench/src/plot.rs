@@ -72,6 +72,7 @@ pub fn run(files: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     }
     let mut charts = throughput_charts(&lines);
     charts.extend(memory_chart(&lines));
+    charts.extend(soak_chart(&lines));
     charts.extend(cdf_charts(&lines));
     if charts.is_empty() {
         anyhow::bail!("nothing to plot: no echo, fan-out, idle or latency lines");
@@ -238,6 +239,35 @@ fn memory_chart(lines: &[Value]) -> Option<Chart> {
     let mut chart = collect(points, "connections", "RSS growth, MiB").pop()?;
     chart.x_log = false;
     Some(chart)
+}
+
+/// Server RSS over the time of a soak (`soak-sample` lines), one line per
+/// server.
+fn soak_chart(lines: &[Value]) -> Option<Chart> {
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for v in lines {
+        if str_of(v, "scenario") != Some("soak-sample") {
+            continue;
+        }
+        if let (Some(t), Some(rss)) = (num(v, "t"), num(v, "rss_kib")) {
+            let server = str_of(v, "server").unwrap_or("duplex");
+            series
+                .entry(format!("{server} RSS"))
+                .or_default()
+                .push((t / 60.0, rss / 1024.0));
+        }
+    }
+    if series.is_empty() {
+        return None;
+    }
+    Some(Chart {
+        x_log: false,
+        file: "soak-rss.svg".to_owned(),
+        title: "Server memory (RSS) during the soak".to_owned(),
+        x_desc: "minutes",
+        y_desc: "RSS, MiB",
+        series: series.into_iter().collect(),
+    })
 }
 
 /// Latency CDFs, one chart per cell that has `cdf_us`.
