@@ -76,6 +76,13 @@ pub(crate) struct Session {
     pub(crate) state: Mutex<State>,
     pub(crate) wake: Notify,
     pub(crate) pong_seen: AtomicBool,
+    /// The WebSocket task is running the handler for a message it read:
+    /// whatever is queued meanwhile is written when the handler returns, so
+    /// queueing need not wake that task (which would cost it a spare turn).
+    pub(crate) dispatching: AtomicBool,
+    /// Frames were queued since the WebSocket task last drained the queue
+    /// (set and cleared under the state lock; read without it as a hint).
+    pub(crate) queued: AtomicBool,
     /// Woken on each pong, so the next ping is scheduled from it.
     pub(crate) pong: Notify,
     max_queued: usize,
@@ -163,6 +170,8 @@ impl Session {
             }),
             wake: Notify::new(),
             pong_seen: AtomicBool::new(true),
+            dispatching: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
             pong: Notify::new(),
             max_queued,
             request,
@@ -189,9 +198,20 @@ impl Session {
             return Err(CloseReason::SlowClient);
         }
         state.queue.push_back(frame);
+        self.queued.store(true, Ordering::Release);
         drop(state);
-        self.wake.notify_one();
+        self.wake_writer();
         Ok(())
+    }
+
+    /// Wakes the transport to write what was queued, unless the WebSocket
+    /// task is inside the handler: it drains the queue right after. Read
+    /// after the queue's lock was released: a push that the task's drain
+    /// missed sees the flag the task cleared before that drain.
+    fn wake_writer(&self) {
+        if !self.dispatching.load(Ordering::Acquire) {
+            self.wake.notify_one();
+        }
     }
 
     /// Marks the session closed; `true` for the first caller only.
@@ -287,8 +307,9 @@ impl Socket {
             return false;
         }
         state.queue.push_back(frame);
+        self.session.queued.store(true, Ordering::Release);
         drop(state);
-        self.session.wake.notify_one();
+        self.session.wake_writer();
         true
     }
 

@@ -2,8 +2,10 @@
 //! polling session upgrading to it (probe, noop to the pending poll,
 //! upgrade), then one task per session moving packets both ways.
 
+use std::future::{poll_fn, Future};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 
 use engineio_proto::{EngineError, Packet};
 use http::{Request, Response};
@@ -157,6 +159,25 @@ async fn upgrade_session<H, S>(
     tokio::spawn(run(inner, socket, session, false));
 }
 
+/// What woke the session's task.
+enum Turn {
+    /// A message (or the end) from the WebSocket.
+    Message(Option<Result<Message, ws::Error>>),
+    /// Frames were queued (the notifier fired, or the queue holds frames).
+    Queued { notified: bool },
+    /// The heartbeat timer.
+    Timer,
+}
+
+/// Hands a packet read from the WebSocket to the engine. What the handler
+/// queues on this session meanwhile does not wake this task: the loop
+/// drains the queue as soon as the handler returns.
+fn dispatch<H: Handler>(inner: &Inner<H>, session: &Arc<Session>, packet: Packet) {
+    session.dispatching.store(true, Ordering::Release);
+    inner.on_packet(session, packet);
+    session.dispatching.store(false, Ordering::Release);
+}
+
 /// Moves packets both ways until the session or the socket ends; with
 /// `heartbeat`, also pings an interval after the open and after each pong,
 /// and ends the session when a pong is late.
@@ -178,35 +199,80 @@ async fn run<H, S>(
         far()
     });
     tokio::pin!(timer);
+    // One waiter for the whole loop, made anew only after it fires: a fresh
+    // one per turn would join and leave the notifier's list every message.
+    let notified = session.wake.notified();
+    tokio::pin!(notified);
     let mut awaiting_pong = false;
+    let mut drained_last = false;
     let ended_by_client = 'session: loop {
         {
             let mut state = session.lock();
             if state.closed.is_some() {
                 break 'session None;
             }
+            session.queued.store(false, Ordering::Relaxed);
+            let mut drained = 0usize;
             while let Some(frame) = state.queue.pop_front() {
+                drained += 1;
                 if socket.queue_shared(&frame).is_err() {
                     break 'session Some(CloseReason::SlowClient);
                 }
             }
+            // An idle session keeps no queue buffer (its first packets
+            // would otherwise leave one for its whole life). Released on a
+            // turn that found the queue empty (a heartbeat at the latest),
+            // not after every drain: a busy session would pay a free and
+            // an allocation per frame.
+            if drained == 0 && state.queue.capacity() > 0 {
+                state.queue = std::collections::VecDeque::new();
+            }
         }
-        tokio::select! {
-            biased;
-            message = socket.recv() => match message {
+        // Frames another task queued (a broadcast) come first: their writer
+        // is the read call below, so reading first would cost a read that
+        // finds nothing and a second one after the drain. Not on the turn
+        // right after such a drain unless the task slept in between, so
+        // that the socket is read however busy the queue. Then the socket,
+        // then the notifier (which also keeps the task registered for
+        // wake-ups), then the heartbeat.
+        let mut queued_first = !drained_last;
+        let turn = poll_fn(|cx| {
+            if queued_first && session.queued.load(Ordering::Acquire) {
+                let fired = notified.as_mut().poll(cx).is_ready();
+                return Poll::Ready(Turn::Queued { notified: fired });
+            }
+            if let Poll::Ready(message) = socket.poll_recv(cx) {
+                return Poll::Ready(Turn::Message(message));
+            }
+            if notified.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Turn::Queued { notified: true });
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Turn::Timer);
+            }
+            queued_first = true;
+            Poll::Pending
+        })
+        .await;
+        drained_last = matches!(turn, Turn::Queued { .. });
+        match turn {
+            Turn::Message(message) => match message {
                 Some(Ok(Message::Text(text))) => match Packet::from_ws_text(text) {
-                    Ok(packet) => inner.on_packet(&session, packet),
+                    Ok(packet) => dispatch(&inner, &session, packet),
                     Err(_) => break 'session Some(CloseReason::ParseError),
                 },
                 Some(Ok(Message::Binary(data))) => {
-                    inner.on_packet(&session, Packet::from_ws_binary(data));
+                    dispatch(&inner, &session, Packet::from_ws_binary(data));
                 }
-                Some(Ok(Message::Close(_))) | None => break 'session Some(CloseReason::TransportClose),
+                Some(Ok(Message::Close(_))) | None => {
+                    break 'session Some(CloseReason::TransportClose)
+                }
                 Some(Ok(_)) => {}
                 Some(Err(_)) => break 'session Some(CloseReason::TransportError),
             },
-            _ = session.wake.notified() => {}
-            () = &mut timer => {
+            Turn::Queued { notified: true } => notified.set(session.wake.notified()),
+            Turn::Queued { notified: false } => {}
+            Turn::Timer => {
                 if awaiting_pong {
                     break 'session Some(CloseReason::PingTimeout);
                 }

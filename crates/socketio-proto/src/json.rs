@@ -16,6 +16,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::error::Category;
 
+use ws_proto::Utf8Bytes;
+
 use crate::{Error, PacketKind};
 
 /// The JSON shape a payload must have.
@@ -34,11 +36,164 @@ pub(crate) enum Shape {
 
 /// Checks that `payload` is a single JSON value of `shape`, with nothing but
 /// whitespace after it.
-pub(crate) fn check_shape(payload: &str, shape: Shape, kind: PacketKind) -> Result<(), Error> {
-    let mut de = serde_json::Deserializer::from_str(payload);
+pub(crate) fn check_shape(payload: &[u8], shape: Shape, kind: PacketKind) -> Result<(), Error> {
+    let fast = match shape {
+        Shape::EventArray => plain_flat_array(payload, true, |_| {}),
+        Shape::Array => plain_flat_array(payload, false, |_| {}),
+        Shape::Object | Shape::ObjectOrString => false,
+    };
+    if fast {
+        return Ok(());
+    }
+    check_shape_full(payload, shape, kind)
+}
+
+/// [`check_shape`] through serde_json's parser.
+fn check_shape_full(payload: &[u8], shape: Shape, kind: PacketKind) -> Result<(), Error> {
+    // The bytes are valid UTF-8 (they come from text): read as a slice, the
+    // parser checks only the strings it meets, not the whole text again.
+    let mut de = serde_json::Deserializer::from_slice(payload);
     de.deserialize_any(ShapeVisitor(shape))
         .and_then(|()| de.end())
         .map_err(|e| json_error(e, kind))
+}
+
+/// One element of a plain flat array (see [`plain_flat_array`]).
+enum Plain<'a> {
+    /// A string's content (no escapes in it).
+    Str(&'a [u8]),
+    /// A non-negative integer of at most 15 digits.
+    Unsigned(&'a [u8]),
+    /// A negative integer of at most 15 digits (its digits), not `-0`.
+    Negative(&'a [u8]),
+    Bool(bool),
+    Null,
+}
+
+/// Reads `payload` if it is a flat JSON array of plain strings (no escapes,
+/// no control characters), short integers, booleans and nulls, without
+/// whitespace, and (with `first_is_string`) starting with a string: the
+/// usual event payload, read without the general parser. Each element goes
+/// to `each`, in order. `false` means "not sure", never "invalid": the
+/// caller then uses serde_json (elements seen so far are to be discarded).
+/// `payload` is valid UTF-8, so a string without `\` or control bytes is a
+/// valid JSON string.
+fn plain_flat_array<'a>(
+    payload: &'a [u8],
+    first_is_string: bool,
+    mut each: impl FnMut(Plain<'a>),
+) -> bool {
+    let Some(mut rest) = payload
+        .strip_prefix(b"[")
+        .and_then(|r| r.strip_suffix(b"]"))
+    else {
+        return false;
+    };
+    if rest.is_empty() {
+        return !first_is_string;
+    }
+    let mut first = true;
+    loop {
+        let b = rest;
+        let (item, used) = match b.first() {
+            Some(b'"') => {
+                let body = b.get(1..).unwrap_or_default();
+                match body
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                {
+                    Some(end) if body.get(end) == Some(&b'"') => match body.get(..end) {
+                        Some(text) => (Plain::Str(text), end + 2),
+                        None => return false,
+                    },
+                    _ => return false,
+                }
+            }
+            _ if first && first_is_string => return false,
+            Some(b't') if b.starts_with(b"true") => (Plain::Bool(true), 4),
+            Some(b'f') if b.starts_with(b"false") => (Plain::Bool(false), 5),
+            Some(b'n') if b.starts_with(b"null") => (Plain::Null, 4),
+            Some(&c) => {
+                let sign = usize::from(c == b'-');
+                let digits = b
+                    .get(sign..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|d| d.is_ascii_digit())
+                    .count();
+                let lead = b.get(sign).copied();
+                // No leading zeros, no `-0` (a float to serde_json), short
+                // enough for any integer type.
+                if digits == 0 || digits > 15 || (lead == Some(b'0') && (digits > 1 || sign == 1)) {
+                    return false;
+                }
+                let Some(text) = b.get(sign..sign + digits) else {
+                    return false;
+                };
+                let item = if sign == 1 {
+                    Plain::Negative(text)
+                } else {
+                    Plain::Unsigned(text)
+                };
+                (item, sign + digits)
+            }
+            None => return false,
+        };
+        first = false;
+        each(item);
+        rest = rest.get(used..).unwrap_or_default();
+        match rest.strip_prefix(b",") {
+            Some(tail) => rest = tail,
+            None => return rest.is_empty(),
+        }
+    }
+}
+
+/// The arguments of a payload as `serde_json` values: an event's after its
+/// name (`skip_first`), an ack's all. The same as [`array_elements`], faster
+/// for plain payloads.
+pub(crate) fn array_values(
+    payload: &Utf8Bytes,
+    skip_first: bool,
+    kind: PacketKind,
+) -> Result<Vec<serde_json::Value>, Error> {
+    let mut out = Vec::new();
+    let mut index = 0usize;
+    let mut exact = true;
+    let plain = plain_flat_array(payload.as_bytes(), skip_first, |item| {
+        index += 1;
+        if skip_first && index == 1 {
+            return;
+        }
+        let value = match item {
+            // Only the string itself is checked, not the whole payload.
+            Plain::Str(s) => match std::str::from_utf8(s) {
+                Ok(s) => serde_json::Value::String(s.to_owned()),
+                Err(_) => {
+                    exact = false;
+                    return;
+                }
+            },
+            Plain::Bool(b) => serde_json::Value::Bool(b),
+            Plain::Null => serde_json::Value::Null,
+            // At most 15 digits: no overflow either way.
+            Plain::Unsigned(digits) => decimal(digits).into(),
+            Plain::Negative(digits) => (-(decimal(digits) as i64)).into(),
+        };
+        out.push(value);
+    });
+    if plain && exact {
+        Ok(out)
+    } else {
+        array_elements(payload.as_str(), skip_first, kind)
+    }
+}
+
+/// The value of at most 15 ASCII digits.
+fn decimal(digits: &[u8]) -> u64 {
+    digits
+        .iter()
+        .fold(0, |n, &d| n * 10 + u64::from(d.wrapping_sub(b'0')))
 }
 
 /// Sorts serde_json errors into syntax errors and shape errors.
@@ -240,8 +395,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// `(name_start, name_end, has_escapes)`, where `payload[name_start..name_end]`
 /// is the quoted string, quotes included. `None` if the text does not start
 /// that way. Scans only the name, not the rest of the array.
-fn scan_first_string(payload: &str) -> Option<(usize, usize, bool)> {
-    let b = payload.as_bytes();
+fn scan_first_string(b: &[u8]) -> Option<(usize, usize, bool)> {
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'[') {
         return None;
@@ -272,7 +426,7 @@ fn scan_first_string(payload: &str) -> Option<(usize, usize, bool)> {
 }
 
 /// The first element of an event array, borrowed when it has no escapes.
-pub(crate) fn first_string(payload: &str, kind: PacketKind) -> Result<Cow<'_, str>, Error> {
+pub(crate) fn first_string(payload: &[u8], kind: PacketKind) -> Result<Cow<'_, str>, Error> {
     let bad = || Error::InvalidPayload {
         kind,
         source: custom_error("the payload does not start with the event name"),
@@ -280,14 +434,15 @@ pub(crate) fn first_string(payload: &str, kind: PacketKind) -> Result<Cow<'_, st
     let (start, end, special) = scan_first_string(payload).ok_or_else(bad)?;
     if special {
         let quoted = payload.get(start..end).ok_or_else(bad)?;
-        serde_json::from_str::<String>(quoted)
+        serde_json::from_slice::<String>(quoted)
             .map(Cow::Owned)
             .map_err(|e| json_error(e, kind))
     } else {
-        payload
-            .get(start + 1..end - 1)
+        // Only the name is checked, not the whole payload again.
+        let name = payload.get(start + 1..end - 1).ok_or_else(bad)?;
+        std::str::from_utf8(name)
             .map(Cow::Borrowed)
-            .ok_or_else(bad)
+            .map_err(|_| bad())
     }
 }
 
@@ -317,7 +472,7 @@ pub(crate) fn elements_text(
     }
     close -= 1;
     let start = if skip_name {
-        let (_, name_end, _) = scan_first_string(payload).ok_or_else(bad)?;
+        let (_, name_end, _) = scan_first_string(b).ok_or_else(bad)?;
         let i = skip_ws(b, name_end);
         match b.get(i) {
             Some(b',') => i + 1,
@@ -433,8 +588,65 @@ fn is_empty_array(json: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_fast_check_agrees_with_the_parser() {
+        let cases = [
+            r#"["echo","xxxxxxxxxxxxxxxxxxxx"]"#,
+            r#"["a",1,-2,0,-0,true,false,null,"é€"]"#,
+            r#"["a"]"#,
+            "[]",
+            "[1]",
+            r#"[1,"a"]"#,
+            r#"["a",]"#,
+            r#"["a",,1]"#,
+            r#"["a",01]"#,
+            r#"["a",-]"#,
+            r#"["a",1.5]"#,
+            r#"["a",1e3]"#,
+            r#"["a",tru]"#,
+            r#"["a",truex]"#,
+            r#"["a",nul]"#,
+            r#"["a\"b"]"#,
+            "[\"a\u{1}\"]",
+            r#"["a" ]"#,
+            r#" ["a"]"#,
+            r#"["a"]]"#,
+            r#"[["a"]]"#,
+            r#"["a",{"b":1}]"#,
+            r#"["a"#,
+            r#"["a","#,
+            "[",
+            "]",
+            "",
+            r#"["a",1234567890123456]"#,
+            r#"["a",123456789012345,-123456789012345]"#,
+            r#"["a",-0,-01,-1]"#,
+            "[1,2,3]",
+            r#"["",""]"#,
+        ];
+        for case in cases {
+            for (shape, first) in [(Shape::EventArray, true), (Shape::Array, false)] {
+                let fast = plain_flat_array(case.as_bytes(), first, |_| {});
+                let full = check_shape_full(case.as_bytes(), shape, PacketKind::Event).is_ok();
+                // The fast path may pass on to the parser, never overrule it.
+                assert!(!fast || full, "{case:?} {shape:?}");
+                assert_eq!(
+                    check_shape(case.as_bytes(), shape, PacketKind::Event).is_ok(),
+                    full,
+                    "{case:?}"
+                );
+            }
+        }
+        let plain = |s: &str, first| plain_flat_array(s.as_bytes(), first, |_| {});
+        assert!(plain(r#"["echo","xxxxxxxxxxxxxxxxxxxx"]"#, true));
+        assert!(plain(r#"["a",1,-2,0,true,false,null,"é"]"#, true));
+        assert!(plain("[]", false));
+        assert!(!plain("[1]", true));
+        assert!(!plain(r#"["a",-0]"#, true));
+    }
+
     fn shape(s: &str, shape: Shape) -> Result<(), Error> {
-        check_shape(s, shape, PacketKind::Event)
+        check_shape(s.as_bytes(), shape, PacketKind::Event)
     }
 
     #[test]
@@ -497,21 +709,21 @@ mod tests {
     fn first_string_borrows_when_plain() {
         let k = PacketKind::Event;
         assert!(matches!(
-            first_string(r#"["hello",1]"#, k),
+            first_string(r#"["hello",1]"#.as_bytes(), k),
             Ok(Cow::Borrowed("hello"))
         ));
         assert!(matches!(
-            first_string(r#" [ "" ]"#, k),
+            first_string(r#" [ "" ]"#.as_bytes(), k),
             Ok(Cow::Borrowed(""))
         ));
-        let owned = first_string(r#"["a\"b\u00e9",1]"#, k).unwrap();
+        let owned = first_string(r#"["a\"b\u00e9",1]"#.as_bytes(), k).unwrap();
         assert!(matches!(owned, Cow::Owned(_)));
         assert_eq!(owned, "a\"bé");
-        assert!(first_string("[1]", k).is_err());
-        assert!(first_string(r#"["unterminated"#, k).is_err());
-        assert!(first_string(r#"["trailing backslash\"#, k).is_err());
-        assert!(first_string("{}", k).is_err());
-        assert!(first_string("[\"raw\ncontrol\"]", k).is_err());
+        assert!(first_string("[1]".as_bytes(), k).is_err());
+        assert!(first_string(r#"["unterminated"#.as_bytes(), k).is_err());
+        assert!(first_string(r#"["trailing backslash\"#.as_bytes(), k).is_err());
+        assert!(first_string("{}".as_bytes(), k).is_err());
+        assert!(first_string("[\"raw\ncontrol\"]".as_bytes(), k).is_err());
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub use binary::{
 pub use error::Error;
 pub use kind::PacketKind;
 pub use namespace::Namespace;
-pub use packet::{Decoded, Packet};
+pub use packet::{Decoded, EventView, Packet};
 
 /// Event names the reference implementation refuses to receive in an EVENT
 /// packet, because its event emitters use them for lifecycle events.

@@ -105,11 +105,14 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     })
 }
 
-fn parse(s: &str) -> Result<Parsed, Error> {
-    let b = s.as_bytes();
+fn parse(text: &Utf8Bytes) -> Result<Parsed, Error> {
+    // Bytes throughout: the text is valid UTF-8 already, and every split
+    // falls on an ASCII delimiter.
+    let b = text.as_bytes();
     let &first = b.first().ok_or(Error::EmptyPacket)?;
-    let kind = PacketKind::from_digit(first)
-        .ok_or_else(|| Error::UnknownPacketType(s.chars().next().unwrap_or_default()))?;
+    let kind = PacketKind::from_digit(first).ok_or_else(|| {
+        Error::UnknownPacketType(text.as_str().chars().next().unwrap_or_default())
+    })?;
     let mut i = 1;
 
     let mut attachments = 0;
@@ -160,7 +163,7 @@ fn parse(s: &str) -> Result<Parsed, Error> {
     validate(
         kind,
         ack_id,
-        payload.as_ref().and_then(|r| s.get(r.clone())),
+        payload.as_ref().and_then(|r| b.get(r.clone())),
     )?;
     Ok(Parsed {
         kind,
@@ -172,7 +175,7 @@ fn parse(s: &str) -> Result<Parsed, Error> {
 }
 
 /// The per-type rules on ack id and payload.
-fn validate(kind: PacketKind, ack_id: Option<u64>, payload: Option<&str>) -> Result<(), Error> {
+fn validate(kind: PacketKind, ack_id: Option<u64>, payload: Option<&[u8]>) -> Result<(), Error> {
     if ack_id.is_some() && !kind.allows_ack_id() {
         return Err(Error::UnexpectedAckId(kind));
     }
@@ -196,12 +199,9 @@ fn validate(kind: PacketKind, ack_id: Option<u64>, payload: Option<&str>) -> Res
 }
 
 /// Slices already-validated UTF-8 at ASCII boundaries without re-checking
-/// the whole text.
-fn sub(bytes: &Bytes, range: std::ops::Range<usize>) -> Option<Utf8Bytes> {
-    if range.end > bytes.len() || range.start > range.end {
-        return None;
-    }
-    Utf8Bytes::try_from(bytes.slice(range)).ok()
+/// the text.
+fn sub(text: &Utf8Bytes, range: std::ops::Range<usize>) -> Option<Utf8Bytes> {
+    text.slice(range)
 }
 
 /// Appends the decimal digits of `n`.
@@ -222,6 +222,24 @@ fn push_decimal(out: &mut String, n: u64) {
     for &d in buf.get(i..).unwrap_or_default() {
         out.push(char::from(d));
     }
+}
+
+/// Appends the decimal digits of `n` to bytes.
+fn push_decimal_bytes(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(buf.get(i..).unwrap_or_default());
 }
 
 fn decimal_len(n: u64) -> usize {
@@ -297,16 +315,15 @@ impl Packet {
     /// # Ok::<(), socketio_proto::Error>(())
     /// ```
     pub fn decode(text: Utf8Bytes) -> Result<Decoded, Error> {
-        let parsed = parse(text.as_str())?;
-        let bytes = text.into_bytes();
+        let parsed = parse(&text)?;
         let namespace = match parsed.namespace {
             Some(r) if r.len() > 1 => {
-                Namespace::from_checked(sub(&bytes, r).ok_or(Error::InvalidNamespace)?)
+                Namespace::from_checked(sub(&text, r).ok_or(Error::InvalidNamespace)?)
             }
             _ => Namespace::main(),
         };
         let payload = match parsed.payload {
-            Some(r) => Some(sub(&bytes, r).ok_or_else(|| {
+            Some(r) => Some(sub(&text, r).ok_or_else(|| {
                 Error::InvalidJson(json::custom_error("payload is not valid UTF-8"))
             })?),
             None => None,
@@ -359,7 +376,7 @@ impl Packet {
         if !attachments.is_empty() && !kind.is_binary() {
             return Err(Error::UnexpectedAttachmentCount(kind));
         }
-        validate(kind, ack_id, payload.as_ref().map(Utf8Bytes::as_str))?;
+        validate(kind, ack_id, payload.as_ref().map(Utf8Bytes::as_bytes))?;
         Ok(Packet {
             kind,
             namespace,
@@ -770,8 +787,11 @@ impl Packet {
         if !self.kind.is_event() {
             return Err(Error::NotAnEvent(self.kind));
         }
-        let payload = self.payload_str().ok_or(Error::MissingPayload(self.kind))?;
-        json::first_string(payload, self.kind)
+        let payload = self
+            .payload
+            .as_ref()
+            .ok_or(Error::MissingPayload(self.kind))?;
+        json::first_string(payload.as_bytes(), self.kind)
     }
 
     /// The arguments as raw JSON, borrowed from the payload: for EVENT and
@@ -799,6 +819,89 @@ impl Packet {
         self.elements()
     }
 
+    /// The payload of an EVENT or BINARY_EVENT, read once for both its name
+    /// and its arguments: [`EventView::name`] and [`EventView::args_values`]
+    /// give what [`Packet::event_name`] and [`Packet::args_values`] give.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAnEvent`] for other types; [`Error::MissingPayload`].
+    ///
+    /// ```
+    /// use socketio_proto::{Decoded, Packet};
+    ///
+    /// let Decoded::Complete(p) = Packet::decode(r#"2["echo","hi",1]"#.into())? else {
+    ///     unreachable!()
+    /// };
+    /// let event = p.event_view()?;
+    /// assert_eq!(event.name()?, "echo");
+    /// assert_eq!(event.args_values()?, vec![serde_json::json!("hi"), serde_json::json!(1)]);
+    /// # Ok::<(), socketio_proto::Error>(())
+    /// ```
+    pub fn event_view(&self) -> Result<EventView<'_>, Error> {
+        if !self.kind.is_event() {
+            return Err(Error::NotAnEvent(self.kind));
+        }
+        let payload = self
+            .payload
+            .as_ref()
+            .ok_or(Error::MissingPayload(self.kind))?;
+        Ok(EventView {
+            kind: self.kind,
+            payload,
+        })
+    }
+
+    /// Appends the encoding of `Packet::ack(namespace, ack_id, args)` to
+    /// `out` without building the packet: a server can put its transport's
+    /// framing in front and send the buffer as it is. On error `out` is left
+    /// as it was.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Packet::ack`].
+    ///
+    /// ```
+    /// use socketio_proto::{Namespace, Packet};
+    ///
+    /// let mut out = b"4".to_vec();
+    /// Packet::write_ack(&mut out, &Namespace::new("/chat")?, 7, &("ok", 1))?;
+    /// assert_eq!(out, br#"43/chat,7["ok",1]"#);
+    /// # Ok::<(), socketio_proto::Error>(())
+    /// ```
+    pub fn write_ack<T: Serialize + ?Sized>(
+        out: &mut Vec<u8>,
+        namespace: &Namespace,
+        ack_id: u64,
+        args: &T,
+    ) -> Result<(), Error> {
+        let start = out.len();
+        out.push(PacketKind::Ack.digit());
+        if !namespace.is_main() {
+            out.extend_from_slice(namespace.as_bytes());
+            out.push(b',');
+        }
+        push_decimal_bytes(out, ack_id);
+        let mark = out.len();
+        let written = serde_json::to_writer(&mut *out, args).map_err(Error::Serialize);
+        let shaped = written.and_then(|()| {
+            let tail = out.get(mark..).unwrap_or_default();
+            if tail == b"null" {
+                out.truncate(mark);
+                out.extend_from_slice(b"[]");
+                Ok(())
+            } else if tail.first() == Some(&b'[') {
+                Ok(())
+            } else {
+                Err(Error::ArgsNotArray)
+            }
+        });
+        if shaped.is_err() {
+            out.truncate(start);
+        }
+        shaped
+    }
+
     /// The arguments as `serde_json::Value`s (see [`Packet::args`]), for
     /// callers that want a tree. Placeholders stay in place as objects.
     ///
@@ -814,7 +917,14 @@ impl Packet {
     /// # Ok::<(), socketio_proto::Error>(())
     /// ```
     pub fn args_values(&self) -> Result<Vec<serde_json::Value>, Error> {
-        self.elements()
+        if !self.kind.allows_ack_id() {
+            return Err(Error::NotAnEvent(self.kind));
+        }
+        let payload = self
+            .payload
+            .as_ref()
+            .ok_or(Error::MissingPayload(self.kind))?;
+        json::array_values(payload, self.kind.is_event(), self.kind)
     }
 
     /// The arguments as raw JSON text, without parsing them: the elements
@@ -953,5 +1063,32 @@ impl Packet {
             Vec::new()
         };
         (Utf8Bytes::from(out), attachments)
+    }
+}
+
+/// An EVENT's payload, from [`Packet::event_view`].
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<'a> {
+    kind: PacketKind,
+    payload: &'a Utf8Bytes,
+}
+
+impl<'a> EventView<'a> {
+    /// The event name, as [`Packet::event_name`] gives it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Packet::event_name`].
+    pub fn name(&self) -> Result<Cow<'a, str>, Error> {
+        json::first_string(self.payload.as_bytes(), self.kind)
+    }
+
+    /// The arguments after the name, as [`Packet::args_values`] gives them.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Packet::args_values`].
+    pub fn args_values(&self) -> Result<Vec<serde_json::Value>, Error> {
+        json::array_values(self.payload, true, self.kind)
     }
 }

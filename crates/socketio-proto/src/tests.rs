@@ -795,3 +795,56 @@ fn check_reencode(text: &str) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+#[test]
+fn write_ack_matches_the_ack_packet() {
+    for (namespace, id) in [("/", 0u64), ("/", 7), ("/chat", 12_345_678_901)] {
+        for args in [
+            json!(["ok", 1]),
+            json!([]),
+            Value::Null,
+            json!([{"a": "é"}]),
+        ] {
+            let mut out = b"4".to_vec();
+            Packet::write_ack(&mut out, &ns(namespace), id, &args).unwrap();
+            let expected = Packet::ack(ns(namespace), id, &args).unwrap().encode().0;
+            assert_eq!(
+                out.get(1..).unwrap(),
+                expected.as_bytes(),
+                "{namespace} {id} {args}"
+            );
+        }
+    }
+    // Arguments that are not an array: an error, and the buffer as it was.
+    let mut out = b"4".to_vec();
+    assert!(matches!(
+        Packet::write_ack(&mut out, &ns("/"), 1, &json!({"a": 1})),
+        Err(Error::ArgsNotArray)
+    ));
+    assert_eq!(out, b"4");
+}
+
+#[test]
+fn event_view_matches_name_and_args() {
+    for text in [
+        r#"2["echo","hi",1]"#,
+        r#"2/chat,5["with \"escapes\"",{"a":[1,2]}]"#,
+        r#"2["only"]"#,
+        r#"2 [ "spaced" , true ] "#,
+        r#"2["é",["ü"]]"#,
+    ] {
+        let p = decode_all(text, &[]).unwrap();
+        let view = p.event_view().unwrap();
+        assert_eq!(view.name().unwrap(), p.event_name().unwrap(), "{text}");
+        assert_eq!(
+            view.args_values().unwrap(),
+            p.args_values().unwrap(),
+            "{text}"
+        );
+    }
+    let ack = decode_all(r#"31["x"]"#, &[]).unwrap();
+    assert!(matches!(
+        ack.event_view(),
+        Err(Error::NotAnEvent(PacketKind::Ack))
+    ));
+}

@@ -467,6 +467,14 @@ impl Adapter for LocalAdapter {
                 .filter(|id| !excluded.contains(&***id))
                 .cloned()
                 .collect()
+        } else if let [room] = opts.rooms.as_slice() {
+            // One room: its members are distinct already, no need to track
+            // which were seen (hashing every id of a large room).
+            members(room)
+                .into_iter()
+                .filter(|id| !excluded.contains(&***id))
+                .cloned()
+                .collect()
         } else {
             let mut seen = HashSet::new();
             opts.rooms

@@ -14,7 +14,7 @@ use socketio_proto::Packet;
 use crate::adapter::{Adapter, BroadcastOptions, LocalNamespace};
 use crate::config::RecoveryConfig;
 use crate::error::EmitError;
-use crate::socket::frames;
+use crate::socket::{frames, NameHash};
 use crate::sync::{read, write};
 use crate::Socket;
 
@@ -51,7 +51,9 @@ pub(crate) struct Template {
 pub(crate) struct Namespace {
     pub(crate) name: socketio_proto::Namespace,
     pub(crate) template: Template,
-    sockets: RwLock<HashMap<Arc<str>, Socket>>,
+    /// By socket id. The ids are the server's own random strings, so the
+    /// quick hash of event names serves here too.
+    sockets: RwLock<HashMap<Arc<str>, Socket, NameHash>>,
     pub(crate) adapter: Arc<dyn Adapter>,
     /// A handle on this namespace for the adapter.
     pub(crate) local: LocalNamespace,
@@ -72,7 +74,7 @@ impl Namespace {
         let ns = Arc::new_cyclic(|me| Self {
             name,
             template,
-            sockets: RwLock::new(HashMap::new()),
+            sockets: RwLock::new(HashMap::default()),
             adapter,
             local: LocalNamespace(me.clone()),
             next_ack: AtomicU64::new(0),

@@ -225,7 +225,7 @@ impl Server {
     fn dispatch(&self, client: &Arc<Client>, engine: &engineio::Socket, packet: Packet) {
         let socket = lock(&client.sockets)
             .iter()
-            .find(|s| s.namespace() == packet.namespace.as_str())
+            .find(|s| s.0.ns.name.as_bytes() == packet.namespace.as_bytes())
             .cloned();
         match packet.kind {
             PacketKind::Connect => {

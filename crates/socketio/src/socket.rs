@@ -28,6 +28,33 @@ pub struct Data {
 }
 
 type EventHandler = Arc<dyn Fn(Socket, Data, Option<AckSender>) + Send + Sync>;
+
+/// Hashes event names for the handler table with FNV-1a: a few
+/// instructions for a short name where SipHash takes a hundred, and no
+/// per-map keys. Flooding is no concern: the table holds only the names the
+/// server registered; clients merely look names up.
+pub(crate) type NameHash = std::hash::BuildHasherDefault<Fnv1a>;
+
+/// The FNV-1a hash state (64-bit).
+pub(crate) struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
 type AnyHandler = Arc<dyn Fn(Socket, &str, Data, Option<AckSender>) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
 
@@ -35,8 +62,8 @@ pub(crate) struct SocketInner {
     id: Arc<str>,
     pub(crate) ns: Arc<Namespace>,
     pub(crate) engine: engineio::Socket,
-    auth: serde_json::Value,
-    handlers: RwLock<HashMap<Box<str>, EventHandler>>,
+    auth: Auth,
+    handlers: RwLock<HashMap<Box<str>, EventHandler, NameHash>>,
     /// Called for events without a handler of their own.
     any: RwLock<Option<AnyHandler>>,
     on_disconnect: Mutex<Option<DisconnectHandler>>,
@@ -51,6 +78,30 @@ pub(crate) struct SocketInner {
     /// Private session id, when connection state recovery is on.
     pid: Option<Arc<str>>,
     recovered: bool,
+}
+
+/// The CONNECT payload, kept as JSON text: parsed, even a one-field object
+/// (the `token` most clients send) takes a whole B-tree node of over 600
+/// bytes for the socket's life. Parsed on the first [`Socket::auth`].
+struct Auth {
+    json: Box<str>,
+    parsed: std::sync::OnceLock<serde_json::Value>,
+}
+
+impl Auth {
+    fn new(value: &serde_json::Value) -> Self {
+        let json = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+        Self {
+            json: json.into_boxed_str(),
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn value(&self) -> &serde_json::Value {
+        self.parsed.get_or_init(|| {
+            serde_json::from_str(&self.json).unwrap_or_else(|_| serde_json::json!({}))
+        })
+    }
 }
 
 /// A client's connection to one namespace. Cheap to clone.
@@ -76,9 +127,17 @@ pub struct AckSender {
 impl AckSender {
     /// Acknowledges with `args` (a tuple, slice or `Vec` of arguments).
     pub fn send<T: Serialize + ?Sized>(self, args: &T) -> Result<(), EmitError> {
-        let packet = Packet::ack(self.socket.0.ns.name.clone(), self.id, args)
+        // The whole WebSocket frame in one buffer: room for the header,
+        // the Engine.IO message type `4`, then the ACK.
+        let room = engineio::SharedFrame::HEADER_ROOM;
+        let mut buf = Vec::with_capacity(room + 64);
+        buf.resize(room, 0);
+        buf.push(b'4');
+        Packet::write_ack(&mut buf, &self.socket.0.ns.name, self.id, args)
             .map_err(|e| EmitError::Encode(e.to_string()))?;
-        self.socket.send_packet(&packet)
+        let frame = engineio::SharedFrame::text_in_place(buf)
+            .map_err(|e| EmitError::Encode(e.to_string()))?;
+        self.socket.send_frame(frame)
     }
 
     /// Acknowledges with arguments holding placeholders for `binary`.
@@ -96,10 +155,18 @@ impl AckSender {
 
 /// Engine.IO frames of one encoded packet: the text, then each attachment.
 pub(crate) fn frames(packet: &Packet) -> Vec<engineio::SharedFrame> {
-    let (text, attachments) = packet.encode();
+    // The Engine.IO message prefix and the packet in one buffer.
+    let mut text = String::with_capacity(1 + packet.encoded_len());
+    text.push('4');
+    packet.encode_into(&mut text);
+    let attachments = if packet.wire_kind().is_binary() {
+        packet.attachments.as_slice()
+    } else {
+        &[]
+    };
     let mut frames = Vec::with_capacity(1 + attachments.len());
-    frames.push(engineio::text_frame(&text));
-    frames.extend(attachments.into_iter().map(engineio::binary_frame));
+    frames.push(engineio::SharedFrame::text(text));
+    frames.extend(attachments.iter().map(engineio::binary_frame));
     frames
 }
 
@@ -130,8 +197,8 @@ impl Socket {
             id,
             ns,
             engine,
-            auth,
-            handlers: RwLock::new(HashMap::new()),
+            auth: Auth::new(&auth),
+            handlers: RwLock::new(HashMap::default()),
             any: RwLock::new(None),
             on_disconnect: Mutex::new(None),
             acks: Mutex::new(HashMap::new()),
@@ -170,7 +237,14 @@ impl Socket {
     /// The `auth` payload the client connected with (`{}` if none, as in
     /// the reference server).
     pub fn auth(&self) -> &serde_json::Value {
-        &self.0.auth
+        self.0.auth.value()
+    }
+
+    /// The `auth` payload as JSON text (`{}` if none). Reading a field from
+    /// it does not keep a parsed copy for the socket's life, as
+    /// [`Socket::auth`] does.
+    pub fn auth_json(&self) -> &str {
+        &self.0.auth.json
     }
 
     /// The HTTP request that opened the connection (query, headers).
@@ -321,7 +395,19 @@ impl Socket {
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
-        self.send_frames(&frames(packet))
+        // The frames are this packet's alone: moved, not cloned.
+        for frame in frames(packet) {
+            self.send_frame(frame)?;
+        }
+        Ok(())
+    }
+
+    fn send_frame(&self, frame: engineio::SharedFrame) -> Result<(), EmitError> {
+        if self.0.engine.send(frame) {
+            Ok(())
+        } else {
+            Err(EmitError::Disconnected)
+        }
     }
 
     pub(crate) fn send_frames(&self, frames: &[engineio::SharedFrame]) -> Result<(), EmitError> {
@@ -380,7 +466,11 @@ impl Socket {
     }
 
     fn on_event(&self, packet: Packet) {
-        let Ok(name) = packet.event_name() else {
+        // The payload is looked at once for the name and the arguments.
+        let Ok(event) = packet.event_view() else {
+            return;
+        };
+        let Ok(name) = event.name() else {
             return;
         };
         let handler = read(&self.0.handlers).get(name.as_ref()).cloned();
@@ -393,7 +483,7 @@ impl Socket {
                 None => return,
             },
         };
-        let args = match packet.args_values() {
+        let args = match event.args_values() {
             Ok(args) => args,
             Err(_) => return,
         };
@@ -454,4 +544,20 @@ fn random_id() -> String {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::Auth;
+    use serde_json::json;
+
+    #[test]
+    fn auth_kept_as_text_and_parsed_on_demand() {
+        let auth = Auth::new(&json!({"token": "abc", "n": 1}));
+        assert!(auth.parsed.get().is_none());
+        let back: serde_json::Value = serde_json::from_str(&auth.json).unwrap();
+        assert_eq!(back, json!({"token": "abc", "n": 1}));
+        assert_eq!(auth.value(), &json!({"token": "abc", "n": 1}));
+        assert_eq!(&*Auth::new(&json!({})).json, "{}");
+    }
 }

@@ -24,7 +24,7 @@ use crate::error::{Error, ProtocolViolation};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use crate::mask::apply_mask_at;
 use crate::message::{Message, Utf8Bytes};
-use crate::utf8::Utf8Validator;
+use crate::utf8::{InvalidUtf8, Utf8Validator};
 use crate::Role;
 
 /// Limits and behaviour of a connection. Every field has a sane default.
@@ -116,6 +116,56 @@ impl SharedFrame {
     /// Frames a binary message.
     pub fn binary(data: impl AsRef<[u8]>) -> Self {
         Self::encode(OpCode::Binary, data.as_ref())
+    }
+
+    /// Bytes to leave at the front of a buffer for
+    /// [`SharedFrame::text_in_place`]: room for the longest unmasked header.
+    pub const HEADER_ROOM: usize = 10;
+
+    /// Frames a text message whose payload was written into `buf` after
+    /// [`SharedFrame::HEADER_ROOM`] bytes (whatever they hold): the header
+    /// goes into that room, so the payload is neither copied nor, beyond
+    /// one UTF-8 check, read again. A `buf` shorter than the room frames an
+    /// empty message.
+    ///
+    /// ```
+    /// use ws_proto::SharedFrame;
+    /// let mut buf = vec![0; SharedFrame::HEADER_ROOM];
+    /// buf.extend_from_slice(b"tick");
+    /// let frame = SharedFrame::text_in_place(buf).unwrap();
+    /// assert_eq!(&frame.wire_bytes()[..], b"\x81\x04tick");
+    /// assert!(SharedFrame::text_in_place(vec![0; 11].into_iter().chain([0xff]).collect()).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidUtf8`] if the payload is not UTF-8.
+    pub fn text_in_place(mut buf: Vec<u8>) -> Result<Self, InvalidUtf8> {
+        if buf.len() < Self::HEADER_ROOM {
+            buf.resize(Self::HEADER_ROOM, 0);
+        }
+        let payload = buf.get(Self::HEADER_ROOM..).unwrap_or_default();
+        std::str::from_utf8(payload).map_err(|_| InvalidUtf8)?;
+        let header = FrameHeader::new(OpCode::Text, payload.len() as u64);
+        let mut head = [0u8; FrameHeader::MAX_LEN];
+        let n = header.encode(&mut head);
+        let start = Self::HEADER_ROOM.saturating_sub(n);
+        // An unmasked header is at most HEADER_ROOM bytes, so this always
+        // fits; otherwise fall back to copying.
+        match (buf.get_mut(start..Self::HEADER_ROOM), head.get(..n)) {
+            (Some(room), Some(head)) if room.len() == n => room.copy_from_slice(head),
+            _ => {
+                let payload = buf.get(Self::HEADER_ROOM..).unwrap_or_default();
+                return Ok(Self::encode(OpCode::Text, payload));
+            }
+        }
+        let mut wire = Bytes::from(buf);
+        wire.advance(start);
+        Ok(Self {
+            wire,
+            header_len: n,
+            opcode: OpCode::Text,
+        })
     }
 
     fn encode(opcode: OpCode, payload: &[u8]) -> Self {

@@ -60,20 +60,24 @@ impl Utf8Bytes {
     /// assert_eq!(s.slice_from(1).unwrap().as_str(), "hello");
     /// ```
     pub fn slice_from(&self, start: usize) -> Option<Self> {
-        self.as_str()
-            .is_char_boundary(start)
-            .then(|| Self(self.0.slice(start..)))
+        self.is_boundary(start).then(|| Self(self.0.slice(start..)))
     }
 
     /// A zero-copy sub-string of `range`; `None` unless both ends are on
     /// character boundaries.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Option<Self> {
-        let s = self.as_str();
-        (range.start <= range.end
-            && range.end <= s.len()
-            && s.is_char_boundary(range.start)
-            && s.is_char_boundary(range.end))
-        .then(|| Self(self.0.slice(range)))
+        (range.start <= range.end && self.is_boundary(range.start) && self.is_boundary(range.end))
+            .then(|| Self(self.0.slice(range)))
+    }
+
+    /// `str::is_char_boundary` on the bytes, which are valid UTF-8: no
+    /// second validation pass just to slice.
+    fn is_boundary(&self, i: usize) -> bool {
+        match self.0.get(i) {
+            // Not a continuation byte (0b10xx_xxxx).
+            Some(&b) => (b as i8) >= -0x40,
+            None => i == self.0.len(),
+        }
     }
 }
 
@@ -161,5 +165,51 @@ impl Message {
             Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
             Self::Close(_) => &[],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Bytes;
+
+    #[test]
+    fn slices_only_on_char_boundaries() {
+        let s = Utf8Bytes::from("aé€😀z");
+        let text = "aé€😀z";
+        for start in 0..=text.len() + 1 {
+            assert_eq!(
+                s.slice_from(start).map(|t| t.as_str().to_owned()),
+                text.get(start..).map(str::to_owned),
+                "from {start}"
+            );
+            for end in 0..=text.len() + 1 {
+                assert_eq!(
+                    s.slice(start..end).map(|t| t.as_str().to_owned()),
+                    text.get(start..end).map(str::to_owned),
+                    "{start}..{end}"
+                );
+            }
+        }
+        assert_eq!(Utf8Bytes::new().slice_from(0).map(|t| t.len()), Some(0));
+    }
+
+    #[test]
+    fn text_in_place_frames_like_text() {
+        use crate::SharedFrame;
+        for len in [0, 1, 125, 126, 127, 0xFFFF, 0x1_0000] {
+            let text: String = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            let mut buf = vec![7u8; SharedFrame::HEADER_ROOM];
+            buf.extend_from_slice(text.as_bytes());
+            let frame = SharedFrame::text_in_place(buf).unwrap();
+            let copied = SharedFrame::text(text.clone());
+            assert_eq!(frame.wire_bytes(), copied.wire_bytes(), "{len}");
+            assert_eq!(frame.payload(), text.as_bytes());
+            assert!(frame.is_text());
+        }
+        let empty = SharedFrame::text_in_place(vec![1, 2]).unwrap();
+        assert_eq!(&empty.wire_bytes()[..], b"\x81\x00");
+        let mut bad = vec![0u8; SharedFrame::HEADER_ROOM];
+        bad.extend_from_slice(&[b'a', 0xc3]);
+        assert!(SharedFrame::text_in_place(bad).is_err());
     }
 }
