@@ -18,7 +18,9 @@
 //! publication that arrives both ways is handed over once: per channel,
 //! publications at or before the last one handed over (same epoch) are
 //! dropped. What a channel's history no longer holds (more publications
-//! than it keeps) cannot be caught up; that is counted and logged. A
+//! than it keeps) cannot be caught up; that is counted and logged, and the
+//! hub, seeing the hole in the offsets of what comes next, ends the local
+//! subscriptions with "insufficient state" (`hub::Subscriber`). A
 //! channel without history has no offsets: what it published meanwhile is
 //! neither caught up nor counted. Joins and leaves are not kept, so those
 //! sent while cut off are lost.

@@ -71,6 +71,21 @@ pub trait Subscriber: Send + Sync + 'static {
         let _ = event;
         true
     }
+
+    /// Publications of the channel were lost before they reached this node
+    /// (its broker connection was cut, and more were published meanwhile
+    /// than the channel's history keeps): `publication`, the next to
+    /// arrive, does not follow the last one this subscriber got (same
+    /// epoch, offset further on than the next). Returning `true` means the
+    /// subscriber ends the subscription itself (a client is told
+    /// "insufficient state" and subscribes again, recovering what history
+    /// still has, or learning that it cannot); the hub then removes it as
+    /// one that refused delivery, and `publication` is not delivered. The
+    /// default, `false`, delivers it: the subscriber lives with the hole.
+    fn insufficient_state(&self, publication: &Arc<EncodedPublication>) -> bool {
+        let _ = publication;
+        false
+    }
 }
 
 /// Settings of a [`Hub`].
@@ -408,6 +423,12 @@ impl Entry {
                         let same_epoch = Arc::ptr_eq(epoch, p.epoch_arc()) || **epoch == *p.epoch();
                         if same_epoch && p.offset() <= *offset {
                             return true;
+                        }
+                        if same_epoch
+                            && p.offset() > offset.saturating_add(1)
+                            && self.subscriber.insufficient_state(p)
+                        {
+                            return false;
                         }
                     }
                     self.last = Some((p.epoch_arc().clone(), p.offset()));

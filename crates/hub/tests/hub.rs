@@ -815,6 +815,64 @@ async fn nothing_at_or_before_the_known_position_is_delivered_twice() {
     assert_eq!(rec.data(), ["4", "new epoch"]);
 }
 
+/// A hole in the offsets (publications lost before they reached this node,
+/// as when a broker's catch-up finds them gone from history) is the
+/// subscriber's to handle: one that ends its subscription is told
+/// (`insufficient_state`) instead of getting the publication, and is
+/// removed; one that does not (the default) gets the publication.
+#[tokio::test]
+async fn a_hole_in_the_offsets_is_insufficient_state() {
+    #[derive(Default)]
+    struct Ends {
+        got: std::sync::Mutex<Vec<u64>>,
+        told: std::sync::Mutex<Vec<u64>>,
+    }
+    impl hub::Subscriber for Ends {
+        fn deliver(&self, p: &Arc<EncodedPublication>) -> bool {
+            self.got.lock().unwrap().push(p.offset());
+            true
+        }
+        fn insufficient_state(&self, p: &Arc<EncodedPublication>) -> bool {
+            self.told.lock().unwrap().push(p.offset());
+            true
+        }
+    }
+    let n = node();
+    let c = ch("h:gap");
+    let ends = Arc::new(Ends::default());
+    n.hub
+        .subscribe(&c, ends.clone(), as_client("e", "u"))
+        .await
+        .unwrap()
+        .activation
+        .activate();
+    let keeps = subscribe_live(&n.hub, "h:gap", "k").await;
+    publish(&n.hub, "h:gap", "1").await;
+    publish(&n.hub, "h:gap", "2").await;
+    let epoch = n.hub.position(&c).await.unwrap().epoch;
+    let at = |offset: u64, epoch: &str| {
+        Arc::new(EncodedPublication::new(
+            c.clone(),
+            Publication {
+                offset,
+                ..Publication::new(offset.to_string())
+            },
+            epoch,
+        ))
+    };
+    // Offsets 3 and 4 never reach this node; 5 does.
+    n.broker.publish(&at(5, &epoch)).await.unwrap();
+    assert_eq!(*ends.got.lock().unwrap(), [1, 2]);
+    assert_eq!(*ends.told.lock().unwrap(), [5]);
+    assert!(!n.hub.is_subscribed(&c, "e"), "removed at once");
+    assert_eq!(keeps.offsets(), [1, 2, 5]);
+    // The next offset, or another epoch, is no hole.
+    n.broker.publish(&at(6, &epoch)).await.unwrap();
+    n.broker.publish(&at(1, "other")).await.unwrap();
+    assert_eq!(keeps.offsets(), [1, 2, 5, 6, 1]);
+    assert!(n.hub.is_subscribed(&c, "k"));
+}
+
 #[tokio::test]
 async fn a_refusing_subscriber_is_removed_and_cleaned_up() {
     let n = node();

@@ -138,7 +138,9 @@ impl UserCommand {
             ServerCommand::Subscribe(channel) => Action::Subscribe {
                 channel: channel.to_string(),
             },
-            ServerCommand::Unsubscribe(channel) => Action::Unsubscribe {
+            // InsufficientState is node-local (the hub's), never broadcast.
+            ServerCommand::Unsubscribe(channel)
+            | ServerCommand::InsufficientState { channel, .. } => Action::Unsubscribe {
                 channel: channel.to_string(),
             },
             ServerCommand::Disconnect {

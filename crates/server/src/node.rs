@@ -6,7 +6,7 @@
 //! whatever their transport ([`ClientHandle`]). It does not speak any wire
 //! protocol: `client` (plain WebSocket), `sio` (Socket.IO) and `api` do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -34,6 +34,17 @@ pub enum ServerCommand {
     Subscribe(ChannelName),
     /// Unsubscribe it from `channel`.
     Unsubscribe(ChannelName),
+    /// Subscription `generation` to `channel` lost publications before
+    /// they reached this node (see `hub::Subscriber::insufficient_state`):
+    /// end it with unsubscribe code 2500 "insufficient state", so that the
+    /// client subscribes again and recovers (or learns it cannot). From the
+    /// hub, for one connection of this node; never sent to other nodes.
+    InsufficientState {
+        /// The channel.
+        channel: ChannelName,
+        /// The subscription it is about (a newer one is left alone).
+        generation: u64,
+    },
     /// Close the connection with this code and reason.
     Disconnect {
         /// Centrifugo disconnect code (3000–4999).
@@ -57,8 +68,102 @@ pub trait ClientHandle: Send + Sync + 'static {
     fn command(&self, command: ServerCommand);
 }
 
-/// A user's connections by client id.
-type UserClients = HashMap<Arc<str>, Arc<dyn ClientHandle>>;
+/// A user's connections. A user has a few at most, usually one: a short
+/// vector (found by client id with a scan) until it grows past
+/// [`FEW_CLIENTS`], then a set keyed by client id. Neither copies the
+/// client id: the handle knows it.
+enum UserClients {
+    Few(Vec<Arc<dyn ClientHandle>>),
+    // Boxed on purpose: it keeps this enum (and every user's slot in the
+    // registry's table) the size of a `Vec`, for the rare many-client case.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<ByClientId>>),
+}
+
+/// Connections of one user kept in a vector (more: a set).
+const FEW_CLIENTS: usize = 8;
+
+/// A handle hashed and compared by its client id, so that a set of them
+/// is looked up by `&str`.
+struct ByClientId(Arc<dyn ClientHandle>);
+
+impl PartialEq for ByClientId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id() == other.0.client_id()
+    }
+}
+
+impl Eq for ByClientId {}
+
+impl std::hash::Hash for ByClientId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.client_id().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ByClientId {
+    fn borrow(&self) -> &str {
+        self.0.client_id()
+    }
+}
+
+impl UserClients {
+    /// Adds `client`, replacing one with the same id; `true` if it is new.
+    fn insert(&mut self, client: Arc<dyn ClientHandle>) -> bool {
+        match self {
+            UserClients::Few(clients) => {
+                let id = client.client_id();
+                if let Some(slot) = clients.iter_mut().find(|c| c.client_id() == id) {
+                    *slot = client;
+                    return false;
+                }
+                if clients.len() < FEW_CLIENTS {
+                    if clients.len() == clients.capacity() {
+                        // Doubling from one: most users have one connection.
+                        clients.reserve_exact(clients.capacity().max(1));
+                    }
+                    clients.push(client);
+                    return true;
+                }
+                let mut set: HashSet<ByClientId> = clients.drain(..).map(ByClientId).collect();
+                set.insert(ByClientId(client));
+                *self = UserClients::Many(Box::new(set));
+                true
+            }
+            UserClients::Many(set) => set.replace(ByClientId(client)).is_none(),
+        }
+    }
+
+    /// Removes the connection `client_id`; `true` if it was there.
+    fn remove(&mut self, client_id: &str) -> bool {
+        match self {
+            UserClients::Few(clients) => {
+                match clients.iter().position(|c| c.client_id() == client_id) {
+                    Some(i) => {
+                        clients.swap_remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            UserClients::Many(set) => set.remove(client_id),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            UserClients::Few(clients) => clients.is_empty(),
+            UserClients::Many(set) => set.is_empty(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &Arc<dyn ClientHandle>> + '_> {
+        match self {
+            UserClients::Few(clients) => Box::new(clients.iter()),
+            UserClients::Many(set) => Box::new(set.iter().map(|c| &c.0)),
+        }
+    }
+}
 
 /// Connected clients by user and by client id.
 #[derive(Default)]
@@ -83,11 +188,17 @@ impl Registry {
     /// Adds a connected client.
     pub fn add(&self, client: Arc<dyn ClientHandle>) {
         let mut users = self.lock();
-        let entry = users.entry(Arc::from(client.user())).or_default();
-        if entry
-            .insert(Arc::from(client.client_id()), client)
-            .is_none()
-        {
+        let added = match users.get_mut(client.user()) {
+            Some(clients) => clients.insert(client),
+            None => {
+                let user = Arc::from(client.user());
+                let mut clients = UserClients::Few(Vec::new());
+                clients.insert(client);
+                users.insert(user, clients);
+                true
+            }
+        };
+        if added {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -96,7 +207,7 @@ impl Registry {
     pub fn remove(&self, user: &str, client_id: &str) {
         let mut users = self.lock();
         if let Some(clients) = users.get_mut(user) {
-            if clients.remove(client_id).is_some() {
+            if clients.remove(client_id) {
                 self.count.fetch_sub(1, Ordering::Relaxed);
             }
             if clients.is_empty() {
@@ -109,7 +220,7 @@ impl Registry {
     pub fn user_clients(&self, user: &str) -> Vec<Arc<dyn ClientHandle>> {
         self.lock()
             .get(user)
-            .map(|c| c.values().cloned().collect())
+            .map(|c| c.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -117,7 +228,7 @@ impl Registry {
     pub fn all(&self) -> Vec<Arc<dyn ClientHandle>> {
         self.lock()
             .values()
-            .flat_map(|c| c.values().cloned())
+            .flat_map(|c| c.iter().cloned())
             .collect()
     }
 
@@ -290,5 +401,45 @@ mod tests {
         r.remove("1", "b");
         assert_eq!((r.num_clients(), r.num_users()), (1, 1));
         assert_eq!(r.send_to_user("1", &cmd), 0);
+    }
+
+    fn fake(id: &str, user: &str) -> Arc<Fake> {
+        Arc::new(Fake {
+            id: id.into(),
+            user: user.into(),
+            got: Default::default(),
+        })
+    }
+
+    /// Many connections of one user (anonymous ones in `--dev`) move from
+    /// the short list to a set and back out one by one; re-adding an id
+    /// replaces it without counting it twice.
+    #[test]
+    fn registry_user_with_many_clients() {
+        let r = Registry::default();
+        let n = FEW_CLIENTS * 3;
+        for i in 0..n {
+            r.add(fake(&format!("c{i}"), ""));
+        }
+        r.add(fake("c0", ""));
+        r.add(fake(&format!("c{}", n - 1), ""));
+        assert_eq!((r.num_clients(), r.num_users()), (n, 1));
+        assert_eq!(r.user_clients("").len(), n);
+        assert_eq!(r.all().len(), n);
+        let cmd = ServerCommand::Unsubscribe("x".parse().unwrap());
+        assert_eq!(r.send_to_user("", &cmd), n);
+        r.remove("", "nope");
+        for i in (0..n).rev() {
+            r.remove("", &format!("c{i}"));
+            assert_eq!(r.num_clients(), i);
+        }
+        assert_eq!(r.num_users(), 0);
+        let few = fake("a", "u");
+        r.add(few.clone());
+        r.add(fake("a", "u"));
+        assert_eq!(r.num_clients(), 1);
+        assert_eq!(r.send_to_user("u", &cmd), 1);
+        // The replacement got it, not the first handle.
+        assert!(few.got.lock().unwrap().is_empty());
     }
 }

@@ -110,20 +110,21 @@ type Pending = Arc<Mutex<HashMap<Arc<str>, Weak<SioConn>>>>;
 /// answer goes out, so that no event a fast client sends right after it
 /// can miss them.
 fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String> {
-    let token = socket
-        .auth()
-        .get("token")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    // Parsed here and dropped: `Socket::auth` would keep the parsed
+    // object (hundreds of bytes) for the socket's life.
+    let auth: Value = serde_json::from_str(socket.auth_json()).unwrap_or(Value::Null);
+    let token = auth.get("token").and_then(Value::as_str).unwrap_or("");
     // The socket is known from here on; it is admitted (and can receive)
     // only after this middleware.
     let slot: Slot = Arc::new(Mutex::new(Some(socket.clone())));
+    let conn_cell: ConnCell = Arc::default();
     let session = Session::new(
         node.clone(),
         Arc::<str>::from(socket.id()),
         Arc::new(SioFactory {
             slot: slot.clone(),
             node: node.clone(),
+            conn: conn_cell.clone(),
         }),
     );
     let creds = match session.authenticate(token) {
@@ -151,10 +152,11 @@ fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String
             closed: false,
             admitted: false,
             session: Some(session),
-            creds: Some(creds),
+            creds: Some(Box::new(creds)),
             timer: None,
         }),
     });
+    let _ = conn_cell.set(Arc::downgrade(&conn));
     {
         // One catch-all instead of a handler per event: less memory per
         // socket, and unknown events are answered (104) instead of ignored.
@@ -238,6 +240,10 @@ fn admitted(pending: &Pending, socket: Socket) {
 /// The connection's socket; emptied at close.
 type Slot = Arc<Mutex<Option<Socket>>>;
 
+/// The connection, for its subscribers to queue commands on (set once the
+/// connection exists, before anything can subscribe).
+type ConnCell = Arc<std::sync::OnceLock<Weak<SioConn>>>;
+
 enum Job {
     /// Finish connecting: server-side subscriptions from the token.
     Start,
@@ -264,7 +270,8 @@ struct State {
     /// Held by the worker while it runs; `None` after close.
     session: Option<Session>,
     /// Until `Start` runs.
-    creds: Option<Credentials>,
+    /// Boxed: only until `Start`, and the state lives as long as the socket.
+    creds: Option<Box<Credentials>>,
     /// The scheduled expiry check: its Unix time and task.
     timer: Option<(u64, AbortHandle)>,
 }
@@ -309,7 +316,7 @@ impl SioConn {
             }
         };
         if let Some(creds) = creds {
-            self.start(&mut session, creds).await;
+            self.start(&mut session, *creds).await;
         }
         loop {
             let job = {
@@ -427,6 +434,20 @@ impl SioConn {
                     }
                     Ok(None) => {}
                     Err(err) => tracing::warn!(%channel, %err, "server-side subscribe failed"),
+                }
+            }
+            ServerCommand::InsufficientState {
+                channel,
+                generation,
+            } => {
+                if session.is_current(&channel, generation)
+                    && matches!(session.unsubscribe(&channel).await, Ok(true))
+                {
+                    let unsub = proto::Unsubscribe::INSUFFICIENT_STATE;
+                    let _ = socket.emit(
+                        "unsubscribe",
+                        &(json!({"channel": channel.as_str(), "code": unsub.code, "reason": unsub.reason}),),
+                    );
                 }
             }
             ServerCommand::Unsubscribe(channel) => {
@@ -729,13 +750,16 @@ impl ClientHandle for SioHandle {
 struct SioFactory {
     slot: Slot,
     node: Node,
+    conn: ConnCell,
 }
 
 impl SubscriberFactory for SioFactory {
-    fn subscriber(&self, _channel: &ChannelName, _generation: u64) -> Arc<dyn Subscriber> {
+    fn subscriber(&self, _channel: &ChannelName, generation: u64) -> Arc<dyn Subscriber> {
         Arc::new(SioSubscriber {
             socket: lock(&self.slot).clone(),
             node: self.node.clone(),
+            conn: self.conn.get().cloned().unwrap_or_default(),
+            generation,
         })
     }
 }
@@ -761,6 +785,9 @@ fn event_frame(event: &str, object: &str) -> SioFrame {
 struct SioSubscriber {
     socket: Option<Socket>,
     node: Node,
+    /// Where to queue the end of the subscription on insufficient state.
+    conn: Weak<SioConn>,
+    generation: u64,
 }
 
 impl SioSubscriber {
@@ -799,6 +826,18 @@ impl Subscriber for SioSubscriber {
             event_frame(name, &convert::sio_join_leave(e.channel(), e.info()))
         });
         self.send(frame)
+    }
+
+    /// The connection's worker unsubscribes the client with 2500.
+    fn insufficient_state(&self, publication: &Arc<EncodedPublication>) -> bool {
+        let Some(conn) = self.conn.upgrade() else {
+            return false;
+        };
+        conn.enqueue(Job::Command(ServerCommand::InsufficientState {
+            channel: publication.channel().clone(),
+            generation: self.generation,
+        }));
+        true
     }
 }
 

@@ -190,6 +190,194 @@ async fn cut_subscriptions_lose_nothing_for_live_subscribers() {
     b.shutdown().await;
 }
 
+/// A gap longer than history: b's subscription connection is cut, and while
+/// it is away a publishes more than the channel keeps (3). On return b
+/// catches up with what is left and sees the hole; its subscribers are not
+/// left with it silently: each subscription ends with unsubscribe code 2500
+/// "insufficient state" (a push on the plain WebSocket, an `unsubscribe`
+/// event on Socket.IO), the client subscribes again recovering from its
+/// last offset and learns `recovered: false`, and publications flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_longer_than_history_ends_the_subscription_with_insufficient_state() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let short = || hub::NamespaceConfig {
+        name: "short".into(),
+        options: hub::NamespaceOptions {
+            history_size: 3,
+            history_ttl: Duration::from_secs(600),
+            allow_recovery: true,
+            allow_subscribe_for_client: true,
+            ..Default::default()
+        },
+    };
+    let mut config_a = cluster_support::config(&url, "gap", "a");
+    config_a.namespaces.push(short());
+    let mut config_b = cluster_support::config(&url, "gap", "b");
+    config_b.namespaces.push(short());
+    let a = duplex_server::run::start(config_a).await.unwrap();
+    let b = duplex_server::run::start(config_b).await.unwrap();
+    let mut on_b = Client::connect(b.addr, "bob").await;
+    let reply = on_b
+        .call(
+            "subscribe",
+            json!({"channel": "short:feed", "recoverable": true}),
+        )
+        .await;
+    let epoch = reply["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    // A Socket.IO client on b too (duplex's mapping), recording the events.
+    let (tx, mut sio_events) = tokio::sync::mpsc::unbounded_channel();
+    let mut builder = socketio_client::Client::builder(format!("http://{}", b.addr))
+        .reconnection(false)
+        .timeout(Duration::from_secs(10))
+        .auth(json!({"token": cluster_support::token("carol")}));
+    for event in ["publication", "unsubscribe"] {
+        let tx = tx.clone();
+        builder = builder.on(event, move |data, _ack| {
+            let arg = data.args.first().cloned().unwrap_or(Value::Null);
+            let _ = tx.send((event, arg));
+        });
+    }
+    let sio = builder.connect().await.unwrap();
+    let sio_call = |event: &'static str, arg: Value| {
+        let sio = &sio;
+        async move {
+            let ack = sio
+                .emit_with_ack(event, &(arg,), Duration::from_secs(10))
+                .await
+                .unwrap();
+            ack.args.into_iter().next().unwrap_or(Value::Null)
+        }
+    };
+    let sub = sio_call(
+        "subscribe",
+        json!({"channel": "short:feed", "join_leave": false}),
+    )
+    .await;
+    assert_eq!(sub["epoch"], epoch.as_str(), "{sub}");
+    let addr_a = a.addr;
+    let publish = move |n: u64| async move {
+        api(
+            addr_a,
+            "publish",
+            json!({"channel": "short:feed", "data": {"n": n}}),
+        )
+        .await
+        .result()
+    };
+    publish(0).await;
+    let first = on_b.publications("short:feed", 1).await;
+    assert_eq!(first[0]["offset"], 1);
+
+    // Cut the subscription connections, then publish a burst at once (the
+    // reconnect waits 50 ms or more); again until b has missed some.
+    let client = redis::Client::open(url.clone()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut n = 1u64;
+    for _ in 0..20 {
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut burst = tokio::task::JoinSet::new();
+        for k in n..n + 12 {
+            burst.spawn(publish(k));
+        }
+        while let Some(done) = burst.join_next().await {
+            done.unwrap();
+        }
+        n += 12;
+        let missed =
+            || async { metric(b.addr, "duplex_broker_publications_missed_total").await > 0.0 };
+        if eventually(Duration::from_secs(3), missed).await {
+            break;
+        }
+    }
+    assert!(
+        metric(b.addr, "duplex_broker_publications_missed_total").await > 0.0,
+        "b never missed more than history keeps"
+    );
+
+    // The client got publications in order, without a hole, then the end
+    // of its subscription.
+    let mut offsets = vec![1u64];
+    let unsubscribe = loop {
+        let push = on_b.push().await;
+        if let Some(p) = push.get("pub") {
+            offsets.push(p["offset"].as_u64().unwrap());
+        } else if let Some(u) = push.get("unsubscribe") {
+            assert_eq!(push["channel"], "short:feed", "{push}");
+            break u.clone();
+        }
+    };
+    assert_eq!(unsubscribe["code"], 2500, "{unsubscribe}");
+    assert_eq!(unsubscribe["reason"], "insufficient state");
+    let last = *offsets.last().unwrap();
+    assert_eq!(
+        offsets,
+        (1..=last).collect::<Vec<u64>>(),
+        "no hole delivered"
+    );
+    assert!(last < n, "the hole is after what was delivered");
+    // The same on Socket.IO.
+    let mut sio_offsets = Vec::new();
+    let sio_unsubscribe = loop {
+        let (event, arg) = tokio::time::timeout(Duration::from_secs(10), sio_events.recv())
+            .await
+            .expect("a Socket.IO event in time")
+            .unwrap();
+        match event {
+            "publication" => sio_offsets.push(arg["offset"].as_u64().unwrap()),
+            _ => break arg,
+        }
+    };
+    assert_eq!(sio_unsubscribe["channel"], "short:feed");
+    assert_eq!(sio_unsubscribe["code"], 2500, "{sio_unsubscribe}");
+    assert_eq!(sio_unsubscribe["reason"], "insufficient state");
+    let sio_last = *sio_offsets.last().unwrap();
+    assert_eq!(sio_offsets, (1..=sio_last).collect::<Vec<u64>>());
+    assert!(sio_last < n);
+
+    // As an SDK does on 2500: subscribe again, recovering.
+    let reply = on_b
+        .call(
+            "subscribe",
+            json!({"channel": "short:feed", "recoverable": true, "recover": true,
+                   "epoch": epoch, "offset": last}),
+        )
+        .await;
+    // `recovered: false` is left out on the wire, as Centrifugo does.
+    assert_eq!(reply["subscribe"]["was_recovering"], true, "{reply}");
+    assert_ne!(reply["subscribe"]["recovered"], true, "{reply}");
+    let top = reply["subscribe"]["offset"].as_u64().unwrap();
+    assert_eq!(top, n, "every publication got an offset");
+    let sub = sio_call(
+        "subscribe",
+        json!({"channel": "short:feed", "join_leave": false, "recover": true,
+               "epoch": epoch, "offset": sio_last}),
+    )
+    .await;
+    assert_eq!(sub["was_recovering"], true, "{sub}");
+    assert_ne!(sub["recovered"], true, "{sub}");
+    let reply_again = publish(n).await;
+    assert_eq!(reply_again["offset"], n + 1);
+    let got = on_b.publications("short:feed", 1).await;
+    assert_eq!(got[0]["offset"], n + 1);
+    assert_eq!(got[0]["data"]["n"], n);
+    let (event, arg) = tokio::time::timeout(Duration::from_secs(10), sio_events.recv())
+        .await
+        .expect("the next publication on Socket.IO")
+        .unwrap();
+    assert_eq!((event, &arg["offset"]), ("publication", &json!(n + 1)));
+    assert_eq!(on_b.closed, None);
+    assert!(sio.is_connected());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// What one client got: publication numbers in arrival order, how many came
 /// by recovery, and its client ids (one per connection).
 #[derive(Debug, Default)]

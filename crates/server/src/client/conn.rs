@@ -102,8 +102,15 @@ fn whole_secs(d: Duration) -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// Serves one upgraded connection until it closes.
-pub(crate) async fn run(node: Node, ws: UpgradedSocket) {
+/// Serves one upgraded connection until it closes: the future to spawn
+/// as the connection's task.
+///
+/// Built outside the future, and the future is an `async` block using the
+/// `Conn` where it was captured, so that the task holds the connection
+/// state once: an `async fn` (taking `node` and `ws`, or `self`) moves its
+/// arguments into locals and keeps both slots for the whole life of an
+/// idle connection.
+pub(crate) fn run(node: Node, ws: UpgradedSocket) -> impl Future<Output = ()> + Send {
     let metrics = counters(&node);
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +124,7 @@ pub(crate) async fn run(node: Node, ws: UpgradedSocket) {
             ..Limits::default()
         },
         stale_at: Some(Instant::now() + config.connect_timeout),
-        node: node.clone(),
+        node,
         ws,
         session,
         outbox,
@@ -128,11 +135,13 @@ pub(crate) async fn run(node: Node, ws: UpgradedSocket) {
         sub_expire_at: None,
         registered: false,
     };
-    let end = conn.serve().await;
-    Box::pin(conn.finish(end)).await;
-    counters(&node)
-        .connections_open
-        .fetch_sub(1, Ordering::Relaxed);
+    async move {
+        let end = conn.serve().await;
+        Box::pin(conn.finish(end)).await;
+        counters(&conn.node)
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Conn {
@@ -461,7 +470,11 @@ impl Conn {
         self.update_sub_expiry();
         self.node.registry().add(Arc::new(WsHandle {
             client: self.session.client_id().clone(),
-            user: Arc::from(self.session.user()),
+            // The session's own copy, not another allocation.
+            user: self
+                .session
+                .credentials()
+                .map_or_else(|| Arc::from(""), |c| c.user.clone()),
             outbox: self.outbox.clone(),
         }));
         self.registered = true;
@@ -595,6 +608,21 @@ impl Conn {
                 if let Ok(true) = self.session.unsubscribe(&channel).await {
                     let mut out = FrameBuf::new();
                     out.push(&channel, &Push::Unsubscribe(Unsubscribe::SERVER));
+                    self.send_frame(&mut out)?;
+                }
+            }
+            ServerCommand::InsufficientState {
+                channel,
+                generation,
+            } => {
+                if self.session.is_current(&channel, generation)
+                    && matches!(self.session.unsubscribe(&channel).await, Ok(true))
+                {
+                    let mut out = FrameBuf::new();
+                    out.push(
+                        &channel,
+                        &Push::Unsubscribe(Unsubscribe::INSUFFICIENT_STATE),
+                    );
                     self.send_frame(&mut out)?;
                 }
             }

@@ -76,7 +76,10 @@ pub fn handle<B>(node: &Node, mut req: Request<B>) -> Response<Body> {
             let node = node.clone();
             tokio::spawn(async move {
                 match pending.await {
-                    Ok(socket) => conn::run(node, socket).await,
+                    // A task of its own: this one's state (the pending
+                    // upgrade) is freed, and an idle connection's task
+                    // holds only the connection.
+                    Ok(socket) => drop(tokio::spawn(conn::run(node, socket))),
                     Err(err) => tracing::debug!(%err, "websocket upgrade failed"),
                 }
             });

@@ -186,6 +186,15 @@ impl Subscriber for WsSubscriber {
         self.outbox
             .push_event(event.channel(), self.generation, frame)
     }
+
+    /// The connection task unsubscribes the client with 2500.
+    fn insufficient_state(&self, publication: &Arc<EncodedPublication>) -> bool {
+        self.outbox.push_command(ServerCommand::InsufficientState {
+            channel: publication.channel().clone(),
+            generation: self.generation,
+        });
+        true
+    }
 }
 
 /// Builds [`WsSubscriber`]s feeding one outbox.

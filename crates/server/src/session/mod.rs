@@ -29,8 +29,9 @@
 pub(crate) mod convert;
 mod permission;
 mod rate;
+mod subs;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ use proto::{Disconnect, ErrorCode, ReplyError};
 use crate::auth::{now_secs, TokenError};
 use crate::node::Node;
 use permission::{Action, Asker};
+use subs::{Sub, Subs};
 
 /// The server version told to clients.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -146,20 +148,13 @@ pub struct Connected {
     pub ttl: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Sub {
-    generation: u64,
-    /// When the subscription token expires (Unix seconds).
-    exp: Option<u64>,
-}
-
 /// One client connection's state and operations; see the module docs.
 pub struct Session {
     node: Node,
     client: Arc<str>,
     factory: Arc<dyn SubscriberFactory>,
     creds: Option<Credentials>,
-    subs: HashMap<ChannelName, Sub>,
+    subs: Subs,
     next_generation: u64,
     /// `client.max_commands_per_second`, when set.
     rate: Option<rate::CommandRate>,
@@ -216,7 +211,7 @@ impl Session {
             client: client.into(),
             factory,
             creds: None,
-            subs: HashMap::new(),
+            subs: Subs::default(),
             next_generation: 1,
             rate,
         }
@@ -730,7 +725,7 @@ impl Session {
 
     /// Unsubscribes from everything (the connection is going away).
     pub async fn close(&mut self) {
-        let channels: Vec<ChannelName> = self.subs.drain().map(|(c, _)| c).collect();
+        let channels = self.subs.take_channels();
         for channel in channels {
             self.node.hub().unsubscribe(&channel, &self.client).await;
         }
