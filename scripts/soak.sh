@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Soak of one duplex server: thousands of churning WebSocket clients
 # connecting, subscribing (some recoverable), reconnecting with recovery
-# and disconnecting while the server API publishes, for MINUTES minutes
+# and disconnecting while the server API and churning publishing clients
+# publish, for MINUTES minutes
 # (default 30); every delivery is checked for loss, duplication and order,
 # and the server's RSS, open descriptors and CPU are sampled
 # (`duplex-bench soak`, crates/bench/src/soak.rs).
@@ -11,8 +12,9 @@
 #
 # Builds release `duplex` and `duplex-bench` (SKIP_BUILD=1 to use the
 # binaries already in target/release), starts `duplex serve` on a free
-# loopback port with its own data folder (default SQLite storage, default
-# channel options: history 100 / 5 min, recovery allowed), runs the soak,
+# loopback port with its own data folder (default SQLite storage, the
+# default channel options -- history 100 / 5 min, recovery allowed -- plus
+# client publishing, written to a config file there), runs the soak,
 # stops the server. Results go to target/soak/<UTC timestamp>/:
 # soak.jsonl (`soak-sample` lines and the final `soak` line), report.txt
 # (the report in words), server.log. Exits non-zero when the soak failed
@@ -20,7 +22,8 @@
 #
 # Knobs (environment): CLIENTS=2500 CHANNELS=100 RATE=200 (publications/s
 # in total) LIFETIME=5-60 OFFLINE=0.2-5 (seconds) RECOVERABLE=0.7
-# RECONNECT=0.4 ABRUPT=0.2 SIZE=64 WARMUP (seconds; default a sixth of the
+# RECONNECT=0.4 ABRUPT=0.2 SIZE=64 CLIENT_PUBLISHERS=4 (WebSocket clients
+# publishing every tenth channel; 0: the API publishes all) WARMUP (seconds; default a sixth of the
 # run, at most 300) SAMPLE (seconds between samples) SEED=1
 # STORAGE (e.g. memory; default the server's, SQLite) SKIP_BUILD=1.
 set -euo pipefail
@@ -43,6 +46,7 @@ RECOVERABLE=${RECOVERABLE:-0.7}
 RECONNECT=${RECONNECT:-0.4}
 ABRUPT=${ABRUPT:-0.2}
 SIZE=${SIZE:-64}
+CLIENT_PUBLISHERS=${CLIENT_PUBLISHERS:-4}
 SEED=${SEED:-1}
 WARMUP=${WARMUP:-$((DURATION / 6 < 300 ? DURATION / 6 : 300))}
 SAMPLE=${SAMPLE:-$((DURATION >= 600 ? 10 : 2))}
@@ -83,7 +87,21 @@ trap 'exit 130' INT TERM
 
 storage=()
 [[ -n ${STORAGE:-} ]] && storage=(--storage "$STORAGE")
-"$BIN/duplex" serve --listen 127.0.0.1:0 --data-dir "$OUT/data" "${storage[@]}" \
+# The server's default channel options, plus publishing by clients.
+cat >"$OUT/duplex.toml" <<'EOF_TOML'
+[channel]
+presence = true
+join_leave = true
+history_size = 100
+history_ttl = "5m"
+allow_recovery = true
+allow_positioning = true
+allow_subscribe_for_client = true
+allow_presence_for_subscriber = true
+allow_history_for_subscriber = true
+allow_publish_for_client = true
+EOF_TOML
+"$BIN/duplex" serve --config "$OUT/duplex.toml" --listen 127.0.0.1:0 --data-dir "$OUT/data" "${storage[@]}" \
     --api-key "$API_KEY" --token-secret "$TOKEN_SECRET" \
     --log-level warn,duplex_server::run=info >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
@@ -103,7 +121,7 @@ hostport=${url#http://}
 log "server pid $SERVER_PID at $url (data in $OUT/data); $MINUTES min, $CLIENTS clients, $CHANNELS channels, $RATE/s"
 {
     echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- crates 2>/dev/null || echo +dirty)"
-    echo "started $(date -u +%FT%TZ), $MINUTES min, CLIENTS=$CLIENTS CHANNELS=$CHANNELS RATE=$RATE LIFETIME=$LIFETIME OFFLINE=$OFFLINE RECOVERABLE=$RECOVERABLE RECONNECT=$RECONNECT ABRUPT=$ABRUPT SIZE=$SIZE WARMUP=$WARMUP SAMPLE=$SAMPLE SEED=$SEED STORAGE=${STORAGE:-sqlite}"
+    echo "started $(date -u +%FT%TZ), $MINUTES min, CLIENTS=$CLIENTS CHANNELS=$CHANNELS RATE=$RATE LIFETIME=$LIFETIME OFFLINE=$OFFLINE RECOVERABLE=$RECOVERABLE RECONNECT=$RECONNECT ABRUPT=$ABRUPT SIZE=$SIZE CLIENT_PUBLISHERS=$CLIENT_PUBLISHERS WARMUP=$WARMUP SAMPLE=$SAMPLE SEED=$SEED STORAGE=${STORAGE:-sqlite}"
     echo "$(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/report.txt"
 
@@ -114,6 +132,7 @@ timeout $((DURATION + 600)) "$BIN/duplex-bench" soak \
     --clients "$CLIENTS" --channels "$CHANNELS" --rate "$RATE" --size "$SIZE" \
     --duration "$DURATION" --warmup "$WARMUP" --lifetime "$LIFETIME" --offline "$OFFLINE" \
     --recoverable "$RECOVERABLE" --reconnect "$RECONNECT" --abrupt "$ABRUPT" \
+    --client-publishers "$CLIENT_PUBLISHERS" \
     --sample-every "$SAMPLE" --table-every "$TABLE" --seed "$SEED" --label duplex \
     >"$OUT/soak.jsonl" 2> >(tee -a "$OUT/report.txt" >&2) || rc=$?
 

@@ -101,6 +101,13 @@ impl CentrifugeClient {
         self.command("subscribe", &body).await
     }
 
+    /// Publishes `data` (JSON text) into `channel` and waits for the reply
+    /// (an error reply is an error).
+    pub async fn publish(&mut self, channel: &str, data: &str) -> Result<String> {
+        let body = format!("{{\"channel\":{},\"data\":{data}}}", json_string(channel));
+        self.command("publish", &body).await
+    }
+
     /// Sends `{"id":N,"<method>":<body>}` and returns the text of the reply
     /// with id N. Pushes arriving before the reply are dropped.
     async fn command(&mut self, method: &str, body: &str) -> Result<String> {

@@ -14,6 +14,14 @@
 //!   its publications are made in order. The data is `{"s":SEQ,"p":PAD}`
 //!   with a per-channel sequence number; every reply must carry offset
 //!   `base + SEQ`.
+//! - **Publishing clients** (`client_publishers` > 0): every tenth channel
+//!   (`c % 10 == 9`) is published by WebSocket clients instead of the
+//!   API, each channel by one of them, with the client protocol's
+//!   `publish` (the server's channels must allow it): a client connects,
+//!   makes `publishes_per_connection` publications one after another at
+//!   its share of the rate, disconnects (a share without a close
+//!   handshake) and a new one connects. Its publications are made in order
+//!   too, so they get offsets `base + SEQ` (the reply carries none).
 //! - **Clients**: `clients` slots, each running one client after another:
 //!   connect (HS256 token), subscribe to a random channel (a share of them
 //!   `recoverable`), read for a random lifetime, then end. A share of the
@@ -96,6 +104,11 @@ pub struct SoakOptions {
     pub publishers: usize,
     /// Requests in flight per publisher connection at most.
     pub window: usize,
+    /// WebSocket clients publishing every tenth channel (0: the API
+    /// publishes every channel).
+    pub client_publishers: usize,
+    /// Publications a publishing client makes before it disconnects.
+    pub publishes_per_connection: u64,
     /// Padding bytes in each publication's data.
     pub size: usize,
     /// How long clients churn.
@@ -166,6 +179,13 @@ pub struct SoakArgs {
     /// Publish requests in flight per publisher connection at most.
     #[arg(long, default_value_t = 32)]
     pub window: usize,
+    /// WebSocket clients publishing every tenth channel with the client
+    /// protocol (0: the API publishes every channel).
+    #[arg(long, default_value_t = 0)]
+    pub client_publishers: usize,
+    /// Publications a publishing client makes per connection.
+    #[arg(long, default_value_t = 50)]
+    pub publishes_per_connection: u64,
     /// Padding bytes in each publication's data.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
@@ -233,6 +253,8 @@ pub async fn run_cli(a: SoakArgs) -> Result<()> {
         rate: a.rate,
         publishers: a.publishers,
         window: a.window.max(1),
+        client_publishers: a.client_publishers,
+        publishes_per_connection: a.publishes_per_connection.max(1),
         size: a.size,
         duration: secs(a.duration, "--duration")?,
         warmup: secs(a.warmup, "--warmup")?,
@@ -325,6 +347,10 @@ pub struct SoakReport {
     pub publications: u64,
     /// Publications per second achieved.
     pub publications_per_sec: f64,
+    /// Of the publications, those made by publishing WebSocket clients.
+    pub client_publications: u64,
+    /// Connections of the publishing clients.
+    pub publisher_connects: u64,
     /// Failed or unexpected publish replies.
     pub publish_errors: u64,
     /// Successful connects (with subscribe), fresh and recovering.
@@ -405,6 +431,8 @@ struct Channel {
 #[derive(Debug, Default)]
 struct Stats {
     publications: AtomicU64,
+    client_publications: AtomicU64,
+    publisher_connects: AtomicU64,
     publish_errors: AtomicU64,
     connects: AtomicU64,
     connect_failures: AtomicU64,
@@ -626,7 +654,14 @@ pub async fn run(opts: &SoakOptions) -> Result<(SoakReport, Vec<SoakSample>)> {
     let mut publishers = JoinSet::new();
     for (p, http) in https.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
-        publishers.spawn(publisher(p, http, shared));
+        publishers.spawn(async move { Some(publisher(p, http, shared).await) });
+    }
+    for p in 0..opts.client_publishers {
+        let shared = Arc::clone(&shared);
+        publishers.spawn(async move {
+            client_publisher(p, shared).await;
+            None
+        });
     }
     // Clients.
     let mut slots = JoinSet::new();
@@ -691,8 +726,9 @@ pub async fn run(opts: &SoakOptions) -> Result<(SoakReport, Vec<SoakSample>)> {
     let mut keep = Vec::new();
     while let Some(joined) = publishers.join_next().await {
         match joined {
-            Ok(Ok(http)) => keep.push(http),
-            Ok(Err(e)) => {
+            Ok(None) => {}
+            Ok(Some(Ok(http))) => keep.push(http),
+            Ok(Some(Err(e))) => {
                 add(&shared.stats.publish_errors, 1);
                 shared.stats.problem(format!("a publisher failed: {e:#}"));
             }
@@ -766,6 +802,8 @@ fn report(opts: &SoakOptions, s: &Stats, samples: &[SoakSample], f: Figures) -> 
         rate: opts.rate,
         publications,
         publications_per_sec: publications as f64 / f.seconds.max(1e-9),
+        client_publications: get(&s.client_publications),
+        publisher_connects: get(&s.publisher_connects),
         publish_errors: get(&s.publish_errors),
         connects: get(&s.connects),
         connect_failures: get(&s.connect_failures),
@@ -862,9 +900,11 @@ pub fn render(r: &SoakReport, samples: &[SoakSample], table_every: f64) -> Strin
     );
     let _ = writeln!(
         out,
-        "  publications {} (errors {}), deliveries {} + {} recovered; loss {}, duplicates {}, out of order {}, corrupt {}, drain timeouts {}",
+        "  publications {} (errors {}; {} by publishing clients over {} connections), deliveries {} + {} recovered; loss {}, duplicates {}, out of order {}, corrupt {}, drain timeouts {}",
         r.publications,
         r.publish_errors,
+        r.client_publications,
+        r.publisher_connects,
         r.deliveries,
         r.recovered_publications,
         r.loss,
@@ -950,12 +990,16 @@ fn publish_body(channel: &str, seq: u64, size: usize) -> String {
 async fn publisher(p: usize, mut http: HttpClient, shared: Arc<Shared>) -> Result<HttpClient> {
     let opts = &shared.opts;
     let mine: Vec<usize> = (0..shared.channels.len())
-        .filter(|c| c % opts.publishers == p)
+        .filter(|&c| c % opts.publishers == p && !client_published(opts, c))
         .collect();
     if mine.is_empty() {
         return Ok(http);
     }
-    let per_conn = opts.rate / opts.publishers as f64;
+    let api_channels = (0..shared.channels.len())
+        .filter(|&c| !client_published(opts, c))
+        .count();
+    let api_share = api_channels as f64 / shared.channels.len() as f64;
+    let per_conn = opts.rate * api_share / opts.publishers as f64;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_conn));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let pad = "x".repeat(opts.size);
@@ -995,6 +1039,88 @@ async fn publisher(p: usize, mut http: HttpClient, shared: Arc<Shared>) -> Resul
         answer(&shared, &mut in_flight, &resp);
     }
     Ok(http)
+}
+
+/// Whether channel `c` is published by the publishing clients.
+fn client_published(opts: &SoakOptions, c: usize) -> bool {
+    opts.client_publishers > 0 && c % 10 == 9
+}
+
+/// One publishing client slot: its channels (every tenth channel, dealt
+/// round robin over the slots) in turn at its share of the rate, one
+/// WebSocket connection after another, each making
+/// `publishes_per_connection` publications with the client protocol.
+async fn client_publisher(p: usize, shared: Arc<Shared>) {
+    let opts = &shared.opts;
+    let owned: Vec<usize> = (0..shared.channels.len())
+        .filter(|&c| client_published(opts, c))
+        .collect();
+    let mine: Vec<usize> = owned
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(i, _)| i % opts.client_publishers == p)
+        .map(|(_, c)| c)
+        .collect();
+    if mine.is_empty() {
+        return;
+    }
+    let per_client = opts.rate * owned.len() as f64
+        / shared.channels.len() as f64
+        / opts.client_publishers as f64;
+    let mut rng = Rng(opts.seed ^ 0x5EED ^ (p as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let token = opts
+        .token_secret
+        .as_deref()
+        .map(|secret| crate::jwt::hs256(secret, &format!("soak-publisher{p}"), None));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_client));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pad = "x".repeat(opts.size);
+    let mut turn = 0usize;
+    let stats = &shared.stats;
+    'connections: while Instant::now() < shared.end_at {
+        let mut client = match CentrifugeClient::connect(&opts.ws, 4096, token.as_deref()).await {
+            Ok(client) => client,
+            Err(e) => {
+                add(&stats.publish_errors, 1);
+                stats.problem(format!("publishing client {p}: connect failed: {e:#}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        add(&stats.publisher_connects, 1);
+        for _ in 0..opts.publishes_per_connection {
+            ticker.tick().await;
+            if Instant::now() >= shared.end_at {
+                break 'connections;
+            }
+            let c = mine[turn % mine.len()];
+            turn += 1;
+            let ch = &shared.channels[c];
+            let seq = ch.sent.fetch_add(1, Ordering::SeqCst);
+            let data = format!("{{\"s\":{seq},\"p\":\"{pad}\"}}");
+            match client.publish(&ch.name, &data).await {
+                Ok(_) => {
+                    ch.acked.fetch_max(seq + 1, Ordering::SeqCst);
+                    add(&stats.publications, 1);
+                    add(&stats.client_publications, 1);
+                }
+                Err(e) => {
+                    add(&stats.publish_errors, 1);
+                    stats.problem(format!(
+                        "{} seq {seq}: client publish failed: {e:#}",
+                        ch.name
+                    ));
+                    continue 'connections;
+                }
+            }
+        }
+        if rng.chance(opts.abrupt_share) {
+            drop(client);
+        } else {
+            let _ = client.close().await;
+        }
+    }
 }
 
 /// Checks one publish reply against the oldest request in flight.

@@ -215,7 +215,8 @@ fn read_config_file(path: &Path) -> io::Result<String> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not one of the fuzzing files"))
 }
 
-const RSA_PUB: &str = "-----BEGIN PUBLIC KEY-----
+/// Test-only public key (no private half anywhere), shared with the config tests.
+pub(crate) const RSA_PUB: &str = "-----BEGIN PUBLIC KEY-----
 MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAjWYqdTIhhNsxtIH8FrQd
 NnK/0Jah/AKdUTBXpH5YL09XPoXAcXoMdySsOlto0DSRKGmzezXmF0EP4iWy5dYu
 mEmWD++DiHbmfjEn4I5vJEXn7Chb21SrpUB4QdQ/prOVZLoR3DoAAEGc2aY8xFxd
@@ -226,13 +227,15 @@ WwIDAQAB
 -----END PUBLIC KEY-----
 ";
 
-const EC_P256_PUB: &str = "-----BEGIN PUBLIC KEY-----
+/// Test-only public key (no private half anywhere), shared with the config tests.
+pub(crate) const EC_P256_PUB: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEh4ouq1Qj+FweNoyf/eD88SoRdO1b
 TfDuiscThAwM3iwSDfeju7RKTHeZuwdoswR5TblDE748VG61iRH8XCSFJQ==
 -----END PUBLIC KEY-----
 ";
 
-const EC_P384_PUB: &str = "-----BEGIN PUBLIC KEY-----
+/// Test-only public key (no private half anywhere), shared with the config tests.
+pub(crate) const EC_P384_PUB: &str = "-----BEGIN PUBLIC KEY-----
 MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEoVE46oxBtt3Uv9agJY3Dm/IEMriC902J
 1VIvx3ZaKZlkAnGb++BvrKpFZHFPywOsO5zMVJypB9SlNqUrlsRg6V+WpV+QD6L6
 c7OUwXKBTlwbPxdAMD3O6o3kGwYudNnh

@@ -204,9 +204,8 @@ fn sub(text: &Utf8Bytes, range: std::ops::Range<usize>) -> Option<Utf8Bytes> {
     text.slice(range)
 }
 
-/// Appends the decimal digits of `n`.
-fn push_decimal(out: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
+/// The decimal digits of `n`, written into the end of `buf`.
+fn decimal_digits(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     let mut n = n;
     loop {
@@ -219,7 +218,13 @@ fn push_decimal(out: &mut String, n: u64) {
             break;
         }
     }
-    for &d in buf.get(i..).unwrap_or_default() {
+    buf.get(i..).unwrap_or_default()
+}
+
+/// Appends the decimal digits of `n`.
+fn push_decimal(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    for &d in decimal_digits(n, &mut buf) {
         out.push(char::from(d));
     }
 }
@@ -227,19 +232,7 @@ fn push_decimal(out: &mut String, n: u64) {
 /// Appends the decimal digits of `n` to bytes.
 fn push_decimal_bytes(out: &mut Vec<u8>, n: u64) {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        if let Some(slot) = buf.get_mut(i) {
-            *slot = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+    out.extend_from_slice(decimal_digits(n, &mut buf));
 }
 
 fn decimal_len(n: u64) -> usize {

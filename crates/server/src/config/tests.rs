@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::fuzzing::{EC_P256_PUB, EC_P384_PUB, RSA_PUB};
 
 /// A fresh folder under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -57,30 +58,6 @@ fn problems(err: ConfigError) -> Vec<Problem> {
 fn lines_of(problems: &[Problem]) -> Vec<usize> {
     problems.iter().map(|p| p.line().unwrap()).collect()
 }
-
-const RSA_PUB: &str = "-----BEGIN PUBLIC KEY-----
-MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAjWYqdTIhhNsxtIH8FrQd
-NnK/0Jah/AKdUTBXpH5YL09XPoXAcXoMdySsOlto0DSRKGmzezXmF0EP4iWy5dYu
-mEmWD++DiHbmfjEn4I5vJEXn7Chb21SrpUB4QdQ/prOVZLoR3DoAAEGc2aY8xFxd
-w/B398Jq1LseOLUarEceqXsk2aj2yjwd4hJcuHQ+VhcTuvolwTaZvg1D2ZYkex2N
-xwrLC+BpY7x1KHBbeOeCtuWZTv9eLaXGQembVroxPjRhhg5j+RFNBsnuaREjyUSj
-qEYW7eoUH/XS4bwhbp4PdoOj82tJm9u2zCsRMhzurenprbrxPwK/N0bAnCGuunJ7
-WwIDAQAB
------END PUBLIC KEY-----
-";
-
-const EC_P256_PUB: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEh4ouq1Qj+FweNoyf/eD88SoRdO1b
-TfDuiscThAwM3iwSDfeju7RKTHeZuwdoswR5TblDE748VG61iRH8XCSFJQ==
------END PUBLIC KEY-----
-";
-
-const EC_P384_PUB: &str = "-----BEGIN PUBLIC KEY-----
-MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEoVE46oxBtt3Uv9agJY3Dm/IEMriC902J
-1VIvx3ZaKZlkAnGb++BvrKpFZHFPywOsO5zMVJypB9SlNqUrlsRg6V+WpV+QD6L6
-c7OUwXKBTlwbPxdAMD3O6o3kGwYudNnh
------END PUBLIC KEY-----
-";
 
 #[test]
 fn defaults_without_any_source() {
