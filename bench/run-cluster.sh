@@ -10,7 +10,7 @@
 #   and publishes it), label duplex-ws-history; the other rows' channels
 #   keep none, like the peer's rooms;
 # - Node socket.io 4.8 with @socket.io/redis-adapter
-#   (bench/node-socketio/cluster-server.js), subscribers joining a room,
+#   (bench/node-socketio/server.js with a Redis URL), subscribers joining a room,
 #   label socket.io;
 # all on one Redis of the run's own (a redis-server started here on a free
 # port, no persistence), one server kind at a time.
@@ -184,7 +184,7 @@ start_nodes() {
                 --listen 127.0.0.1:0 >"$logfile" 2>&1 &
             ;;
         socket.io)
-            taskset -c "$SERVER_CORE" node "$ROOT/bench/node-socketio/cluster-server.js" \
+            taskset -c "$SERVER_CORE" node "$ROOT/bench/node-socketio/server.js" \
                 127.0.0.1:0 "redis://$REDIS_ADDR" "bench$STARTS" >"$logfile" 2>&1 &
             ;;
         esac
