@@ -298,6 +298,11 @@ impl<H: Handler> Inner<H> {
     /// tell the handler.
     pub(crate) fn close_session(&self, session: &Arc<Session>, reason: CloseReason) {
         if !session.mark_closed(reason) {
+            // A polling session the server closed, kept for the client's
+            // last polls: the client saying close itself ends the wait.
+            if reason == CloseReason::TransportClose {
+                self.forget_session(session);
+            }
             return;
         }
         let polling = session.lock().transport == TransportKind::Polling;

@@ -62,6 +62,15 @@ impl App {
             if let Some(refusal) = self.foreign_session(&req) {
                 return refusal;
             }
+            // During the shutdown drain only sessions that exist are served
+            // (polling clients fetching their disconnect).
+            let has_sid = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
+            if self.node.is_shutting_down() && !has_sid {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+            }
             return self.sio.engine().handle(req).await;
         }
         if let Some(method) = path.strip_prefix("/api/") {
@@ -201,7 +210,8 @@ impl App {
         )
     }
 
-    /// Serves connections from `listener` until shutdown begins on the node.
+    /// Serves connections from `listener` until the node stops listening
+    /// (after the shutdown drain: [`crate::node::Node::stop_listening`]).
     /// With `tls_cert` and `tls_key` set, every connection is TLS (https,
     /// wss) and SIGHUP reloads the files; when they cannot be read here,
     /// the error is logged and shutdown begins.
@@ -219,9 +229,9 @@ impl App {
             _ => None,
         };
         if let Some(tls) = &tls {
-            reload_on_sighup(Arc::clone(tls), self.node.shutdown_signal());
+            reload_on_sighup(Arc::clone(tls), self.node.listening_signal());
         }
-        let mut shutdown = self.node.shutdown_signal();
+        let mut shutdown = self.node.listening_signal();
         let mut connections = tokio::task::JoinSet::new();
         let limits = Limits::new(config.max_connections, config.max_connections_per_ip);
         loop {
@@ -254,7 +264,7 @@ impl App {
             // The slot lives in the IO: an upgraded WebSocket keeps it.
             let io = Counted::new(tcp, slot);
             let app = self.clone();
-            let conn_shutdown = self.node.shutdown_signal();
+            let conn_shutdown = self.node.listening_signal();
             connections.spawn(async move {
                 let Some(acceptor) = acceptor else {
                     return app.serve_connection(io, peer, conn_shutdown).await;

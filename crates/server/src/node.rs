@@ -267,6 +267,10 @@ struct NodeInner {
     registry: Registry,
     uid: String,
     shutdown: watch::Sender<bool>,
+    /// Set after the shutdown drain: the listener and idle HTTP
+    /// connections stop then, not before, so that Socket.IO polling clients
+    /// can still fetch their disconnect during the drain.
+    stop_listening: watch::Sender<bool>,
     /// Set once at start when the node runs with a broker.
     cluster: OnceLock<crate::cluster::Cluster>,
 }
@@ -276,6 +280,7 @@ impl Node {
     pub fn new(config: Arc<Config>, hub: Hub, auth: Auth) -> Self {
         let uid = crate::util::random_id();
         let (shutdown, _) = watch::channel(false);
+        let (stop_listening, _) = watch::channel(false);
         Self {
             inner: Arc::new(NodeInner {
                 config,
@@ -285,6 +290,7 @@ impl Node {
                 registry: Registry::default(),
                 uid,
                 shutdown,
+                stop_listening,
                 cluster: OnceLock::new(),
             }),
         }
@@ -344,6 +350,20 @@ impl Node {
     /// Begins shutdown: every connection sees [`Node::shutdown_signal`].
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves when the listener and idle HTTP connections are to stop:
+    /// after the shutdown drain ([`Node::stop_listening`]).
+    pub fn listening_signal(&self) -> watch::Receiver<bool> {
+        self.inner.stop_listening.subscribe()
+    }
+
+    /// Ends the shutdown drain: the listener stops accepting and HTTP
+    /// connections finish their requests and close. Begins shutdown too,
+    /// if it has not begun.
+    pub fn stop_listening(&self) {
+        self.begin_shutdown();
+        self.inner.stop_listening.send_replace(true);
     }
 }
 

@@ -112,10 +112,16 @@ impl Running {
         );
         node.begin_shutdown();
         self.app.sio.close();
+        // The listener stays open meanwhile: a polling Socket.IO client that
+        // is between two polls must be able to fetch its disconnect (its
+        // session goes once it has, or when the client says close).
         let deadline = tokio::time::Instant::now() + drain;
-        while node.registry().num_clients() > 0 && tokio::time::Instant::now() < deadline {
+        while (node.registry().num_clients() > 0 || self.app.sio.engine().session_count() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        node.stop_listening();
         let _ = tokio::time::timeout_at(deadline, self.task).await;
         if let Some(cluster) = node.cluster() {
             cluster.stop().await;

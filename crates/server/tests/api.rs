@@ -1076,7 +1076,7 @@ async fn storage_down_answers_503() {
     );
     assert_eq!(get(addr, "/health").await.status, 503);
 
-    node.begin_shutdown();
+    node.stop_listening();
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }
 
