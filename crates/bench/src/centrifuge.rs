@@ -15,6 +15,7 @@ use anyhow::{bail, Context as _, Result};
 use ws_proto::{Message, Utf8Bytes};
 
 use crate::client::Client;
+use crate::output::clip;
 use crate::target::Target;
 
 /// How long a reply may take before the client gives up.
@@ -210,7 +211,7 @@ fn parse_subscribe_result(reply: &str) -> SubscribeResult {
 
 /// The value of the last `"name":<digits>` in `text` (the subscribe reply's
 /// own offset comes after those of the publications it carries).
-fn last_u64_field(text: &str, name: &str) -> Option<u64> {
+pub(crate) fn last_u64_field(text: &str, name: &str) -> Option<u64> {
     let key = format!("\"{name}\":");
     let at = text.rfind(&key)? + key.len();
     let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
@@ -220,14 +221,6 @@ fn last_u64_field(text: &str, name: &str) -> Option<u64> {
 /// `s` as a JSON string literal.
 pub fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
-}
-
-/// At most 160 characters of a line, for error messages.
-fn clip(text: &str) -> &str {
-    match text.char_indices().nth(160) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
 }
 
 #[cfg(test)]

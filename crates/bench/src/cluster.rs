@@ -300,22 +300,8 @@ pub async fn run_cli(a: ClusterArgs) -> Result<ClusterReport> {
             read_buf,
         });
     }
-    let publisher = match a.publisher.as_str() {
-        "api" => {
-            let url = a
-                .api_url
-                .as_deref()
-                .context("--publisher api needs --api-url")?;
-            PublisherSpec::Api {
-                target: crate::http::resolve(url).await?,
-                api_key: a.api_key.clone(),
-            }
-        }
-        "sio-bcast" => PublisherSpec::SioBcast {
-            target: crate::sio::resolve(&a.urls[0]).await?,
-        },
-        other => bail!("unknown --publisher {other:?}: api or sio-bcast"),
-    };
+    let publisher =
+        PublisherSpec::from_cli(&a.publisher, a.api_url.as_deref(), &a.api_key, &a.urls[0]).await?;
     let seconds = |s: f64, what: &str| {
         std::time::Duration::try_from_secs_f64(s).with_context(|| format!("bad {what}: {s}"))
     };
@@ -458,12 +444,7 @@ pub fn render(jsonl: &str) -> Result<String> {
     type Key = (usize, usize, u64, u64);
     let mut cells: BTreeMap<Key, Vec<(String, Vec<Line>)>> = BTreeMap::new();
     let mut meta = None;
-    for (n, text) in jsonl.lines().enumerate() {
-        if text.trim().is_empty() {
-            continue;
-        }
-        let line: Line =
-            serde_json::from_str(text).with_context(|| format!("results line {}", n + 1))?;
+    for line in crate::output::read_lines::<Line>(jsonl)? {
         match line.scenario.as_str() {
             "meta" => meta = Some(line),
             "cluster" => {

@@ -75,6 +75,29 @@ pub enum PublisherSpec {
 }
 
 impl PublisherSpec {
+    /// The publisher a `--publisher NAME` option asks for: `api` (needs
+    /// `api_url`, `http://host:port`) or `sio-bcast` (a socket on
+    /// `sio_url`).
+    pub async fn from_cli(
+        name: &str,
+        api_url: Option<&str>,
+        api_key: &str,
+        sio_url: &str,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        Ok(match name {
+            "api" => Self::Api {
+                target: crate::http::resolve(api_url.context("--publisher api needs --api-url")?)
+                    .await?,
+                api_key: api_key.to_owned(),
+            },
+            "sio-bcast" => Self::SioBcast {
+                target: crate::sio::resolve(sio_url).await?,
+            },
+            other => anyhow::bail!("unknown --publisher {other:?}: api or sio-bcast"),
+        })
+    }
+
     /// The name used in reports.
     pub fn name(&self) -> &'static str {
         match self {

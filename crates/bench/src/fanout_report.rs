@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Deserialize;
 
 /// Column order of the servers; others follow in order of appearance.
@@ -125,12 +125,7 @@ pub fn render(jsonl: &str) -> Result<String> {
     let mut idle: Vec<Line> = Vec::new();
     let mut storms: Vec<Line> = Vec::new();
     let mut meta: Option<Line> = None;
-    for (n, text) in jsonl.lines().enumerate() {
-        if text.trim().is_empty() {
-            continue;
-        }
-        let line: Line =
-            serde_json::from_str(text).with_context(|| format!("results line {}", n + 1))?;
+    for line in crate::output::read_lines::<Line>(jsonl)? {
         match line.scenario.as_str() {
             "meta" => meta = Some(line),
             "fanout" => {

@@ -369,22 +369,13 @@ fn main() -> Result<()> {
             Command::Fanout(a) => {
                 let subscribe =
                     subscribe_spec(&a.sub, (a.size + 256).clamp(4096, 64 * 1024)).await?;
-                let publisher = match a.publisher.as_str() {
-                    "api" => {
-                        let url = a
-                            .api_url
-                            .as_deref()
-                            .context("--publisher api needs --api-url")?;
-                        PublisherSpec::Api {
-                            target: duplex_bench::http::resolve(url).await?,
-                            api_key: a.api_key.clone(),
-                        }
-                    }
-                    "sio-bcast" => PublisherSpec::SioBcast {
-                        target: duplex_bench::sio::resolve(&a.sub.url).await?,
-                    },
-                    other => anyhow::bail!("unknown --publisher {other:?}: api or sio-bcast"),
-                };
+                let publisher = PublisherSpec::from_cli(
+                    &a.publisher,
+                    a.api_url.as_deref(),
+                    &a.api_key,
+                    &a.sub.url,
+                )
+                .await?;
                 let opts = FanoutOptions {
                     subscribe,
                     publisher,

@@ -2,8 +2,9 @@
 //! per line, printed on standard output and, with `--out FILE` (before the
 //! subcommand), also appended to that file as they are measured.
 //!
-//! Owns only the writing; what a line holds is each scenario's report
-//! type. Progress and diagnostics go to standard error, never here.
+//! Owns the writing and the reading back of such a file (for the report
+//! commands); what a line holds is each scenario's report type. Progress
+//! and diagnostics go to standard error, never here.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context as _, Result};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The file result lines are appended to, if one was set.
@@ -46,4 +48,39 @@ pub fn emit_or_warn<T: Serialize>(value: &T) {
     if let Err(e) = emit(value) {
         eprintln!("duplex-bench: cannot write a result: {e:#}");
     }
+}
+
+/// The result lines of `jsonl` (a results file), blank lines skipped; an
+/// unreadable line is an error naming its line number.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Line { scenario: String }
+/// let lines: Vec<Line> =
+///     duplex_bench::output::read_lines("{\"scenario\":\"meta\"}\n\n{\"scenario\":\"echo\"}\n").unwrap();
+/// assert_eq!(lines[1].scenario, "echo");
+/// assert!(duplex_bench::output::read_lines::<Line>("{}\n").is_err());
+/// ```
+pub fn read_lines<T: DeserializeOwned>(jsonl: &str) -> Result<Vec<T>> {
+    jsonl
+        .lines()
+        .enumerate()
+        .filter(|(_, text)| !text.trim().is_empty())
+        .map(|(n, text)| {
+            serde_json::from_str(text).with_context(|| format!("results line {}", n + 1))
+        })
+        .collect()
+}
+
+/// At most `max` characters of `text`, for error messages.
+pub(crate) fn clip_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// At most 160 characters of `text`, for error messages.
+pub(crate) fn clip(text: &str) -> &str {
+    clip_chars(text, 160)
 }

@@ -65,8 +65,9 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::centrifuge::{json_string, CentrifugeClient, SubscribeOptions};
+use crate::centrifuge::{json_string, last_u64_field, CentrifugeClient, SubscribeOptions};
 use crate::http::HttpClient;
+use crate::output::clip;
 use crate::procfs;
 use crate::sio::{json_string_field, json_u64_field};
 use crate::target::Target;
@@ -1455,7 +1456,8 @@ fn take_frame(frame: &[u8], track: &mut Track, shared: &Shared) -> Result<()> {
             continue;
         }
         let publication = &text[at..];
-        let Some(offset) = last_offset(publication) else {
+        // The last "offset" is the publication's: its data holds none.
+        let Some(offset) = last_u64_field(publication, "offset") else {
             add(&stats.corrupt, 1);
             stats.problem(format!(
                 "{}: publication without offset: {}",
@@ -1555,23 +1557,6 @@ fn parse_reply(line: &str) -> Result<Reply> {
     })
 }
 
-/// The value of the last `"offset":<digits>` in a publication's text (the
-/// data object holds no `offset` field).
-fn last_offset(text: &str) -> Option<u64> {
-    let key = "\"offset\":";
-    let at = text.rfind(key)? + key.len();
-    let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
-    text[at..at + digits].parse().ok()
-}
-
-/// At most 160 characters, for messages.
-fn clip(text: &str) -> &str {
-    match text.char_indices().nth(160) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1635,7 +1620,7 @@ mod tests {
         assert!(parse_reply(r#"{"id":2,"error":{"code":103}}"#).is_err());
         let push = r#"{"push":{"channel":"soak1","pub":{"data":{"s":4,"p":"xx"},"offset":5}}}"#;
         let at = push.find("\"pub\":{").unwrap();
-        assert_eq!(last_offset(&push[at..]), Some(5));
+        assert_eq!(last_u64_field(&push[at..], "offset"), Some(5));
         assert_eq!(json_u64_field(&push[at..], "s"), Some(4));
         assert_eq!(
             publish_body("a", 3, 2),

@@ -28,6 +28,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::centrifuge::{json_string, CentrifugeClient};
+use crate::output::clip;
 use crate::progress::Progress;
 use crate::sio::polling::PollingClient;
 use crate::sio::{json_u64_field, split_ack, SioClient};
@@ -268,14 +269,6 @@ pub async fn open_range(
     }
     progress.finish();
     Ok(subs)
-}
-
-/// At most 160 characters, for error messages.
-fn clip(text: &str) -> &str {
-    match text.char_indices().nth(160) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
 }
 
 #[cfg(test)]

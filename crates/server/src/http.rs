@@ -64,11 +64,7 @@ impl App {
             }
             // During the shutdown drain only sessions that exist are served
             // (polling clients fetching their disconnect).
-            let has_sid = req
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
-            if self.node.is_shutting_down() && !has_sid {
+            if self.node.is_shutting_down() && engineio_sid(&req).is_none() {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
             }
             return self.sio.engine().handle(req).await;
@@ -92,11 +88,7 @@ impl App {
     /// unknown" (same status and code, so clients behave the same).
     fn foreign_session<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
         self.node.config().broker.as_ref()?;
-        let sid = req
-            .uri()
-            .query()?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("sid="))?;
+        let sid = engineio_sid(req)?;
         if self.sio.engine().socket(sid).is_some() {
             return None;
         }
@@ -324,6 +316,14 @@ impl App {
             }
         }
     }
+}
+
+/// The Engine.IO session id an `/socket.io/` request names (`sid=`), if any.
+fn engineio_sid<B>(req: &Request<B>) -> Option<&str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sid="))
 }
 
 /// Reloads the certificate and key on every SIGHUP until shutdown. The

@@ -777,14 +777,7 @@ impl Packet {
     /// # Ok::<(), socketio_proto::Error>(())
     /// ```
     pub fn event_name(&self) -> Result<Cow<'_, str>, Error> {
-        if !self.kind.is_event() {
-            return Err(Error::NotAnEvent(self.kind));
-        }
-        let payload = self
-            .payload
-            .as_ref()
-            .ok_or(Error::MissingPayload(self.kind))?;
-        json::first_string(payload.as_bytes(), self.kind)
+        self.event_view()?.name()
     }
 
     /// The arguments as raw JSON, borrowed from the payload: for EVENT and

@@ -323,10 +323,7 @@ fn field_value<'a>(json: &'a str, name: &str) -> Option<&'a str> {
 
 /// At most 120 characters of a packet, for error messages.
 fn clip(text: &str) -> &str {
-    match text.char_indices().nth(120) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
+    crate::output::clip_chars(text, 120)
 }
 
 /// User and system CPU time of process `pid` (`utime`, `stime` of

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Deserialize;
 
 /// The server whose ratios to the others are shown.
@@ -132,12 +132,7 @@ pub fn render(jsonl: &str) -> Result<String> {
     let mut bcast: Table<BroadcastKey> = BTreeMap::new();
     let mut idle: Vec<Line> = Vec::new();
     let mut meta: Option<Line> = None;
-    for (n, text) in jsonl.lines().enumerate() {
-        if text.trim().is_empty() {
-            continue;
-        }
-        let line: Line =
-            serde_json::from_str(text).with_context(|| format!("results line {}", n + 1))?;
+    for line in crate::output::read_lines::<Line>(jsonl)? {
         if line.scenario == "meta" {
             meta = Some(line);
             continue;
