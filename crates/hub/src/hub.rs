@@ -368,10 +368,17 @@ struct LocalChannel {
     subscribers: Mutex<HashMap<Arc<str>, Entry>>,
 }
 
-/// One local subscription.
+/// One local subscription. Kept small: a channel's table holds one per
+/// subscriber and, with 10,000 subscribers, is walked for every
+/// publication (what is rarely set is boxed; the client id is the table's
+/// key, not repeated here).
 struct Entry {
     subscriber: Arc<dyn Subscriber>,
-    info: ClientInfo,
+    /// The subscriber's user id ([`ClientInfo::user`]).
+    user: Arc<str>,
+    /// The JSON attached to the connection and to the subscription
+    /// ([`ClientInfo::conn_info`], [`ClientInfo::chan_info`]), if any.
+    attached: Option<Box<(Option<Bytes>, Option<Bytes>)>>,
     /// Receives join/leave events.
     join_leave: bool,
     /// Is in presence (remove on unsubscribe).
@@ -380,8 +387,9 @@ struct Entry {
     announce: bool,
     /// Events held back until activation; `None` once live.
     pending: Option<Vec<Event>>,
-    /// Epoch and offset of the last publication delivered.
-    last: Option<(Arc<str>, u64)>,
+    /// Epoch and offset of the last publication delivered (channels with
+    /// history only).
+    last: Option<Box<(Arc<str>, u64)>>,
 }
 
 #[derive(Clone)]
@@ -400,6 +408,32 @@ impl Event {
 }
 
 impl Entry {
+    fn new(subscriber: Arc<dyn Subscriber>, info: &ClientInfo) -> Self {
+        let attached = (info.conn_info.is_some() || info.chan_info.is_some())
+            .then(|| Box::new((info.conn_info.clone(), info.chan_info.clone())));
+        Self {
+            subscriber,
+            user: info.user.clone(),
+            attached,
+            join_leave: false,
+            presence: false,
+            announce: false,
+            pending: Some(Vec::new()),
+            last: None,
+        }
+    }
+
+    /// The subscriber's [`ClientInfo`]; `client` is its key in the table.
+    fn info(&self, client: &Arc<str>) -> ClientInfo {
+        let (conn_info, chan_info) = self.attached.as_deref().cloned().unwrap_or_default();
+        ClientInfo {
+            user: self.user.clone(),
+            client: client.clone(),
+            conn_info,
+            chan_info,
+        }
+    }
+
     /// Delivers now, or holds back while pending. `false`: drop this subscriber.
     fn offer(&mut self, event: &Event, max_pending: usize) -> bool {
         if matches!(event, Event::JoinLeave(_)) && !self.join_leave {
@@ -419,7 +453,8 @@ impl Entry {
         match event {
             Event::Publication(p) => {
                 if p.offset() != 0 {
-                    if let Some((epoch, offset)) = &self.last {
+                    if let Some(last) = &mut self.last {
+                        let (epoch, offset) = &mut **last;
                         let same_epoch = Arc::ptr_eq(epoch, p.epoch_arc()) || **epoch == *p.epoch();
                         if same_epoch && p.offset() <= *offset {
                             return true;
@@ -430,8 +465,13 @@ impl Entry {
                         {
                             return false;
                         }
+                        if !Arc::ptr_eq(epoch, p.epoch_arc()) {
+                            *epoch = p.epoch_arc().clone();
+                        }
+                        *offset = p.offset();
+                    } else {
+                        self.last = Some(Box::new((p.epoch_arc().clone(), p.offset())));
                     }
-                    self.last = Some((p.epoch_arc().clone(), p.offset()));
                 }
                 self.subscriber.deliver(p)
             }
@@ -587,13 +627,13 @@ impl Inner {
                 })
                 .collect();
             for client in failed {
-                if let Some(entry) = subscribers.remove(&client) {
-                    dropped.push(entry);
+                if let Some(removed) = subscribers.remove_entry(&client) {
+                    dropped.push(removed);
                 }
             }
         }
-        for entry in dropped {
-            self.spawn_after_removal(channel.clone(), entry);
+        for (client, entry) in dropped {
+            self.spawn_after_removal(channel.clone(), client, entry);
         }
     }
 
@@ -614,24 +654,24 @@ impl Inner {
             return;
         };
         if let Some(position) = position.filter(|p| !p.is_zero()) {
-            entry.last = Some((Arc::from(position.epoch), position.offset));
+            entry.last = Some(Box::new((Arc::from(position.epoch), position.offset)));
         }
         if held.iter().all(|event| entry.send(event)) {
             return;
         }
-        if let Some(entry) = subscribers.remove(client) {
+        if let Some((client, entry)) = subscribers.remove_entry(client) {
             drop(subscribers);
-            self.spawn_after_removal(channel.clone(), entry);
+            self.spawn_after_removal(channel.clone(), client, entry);
         }
     }
 
     // ---- removal ----
 
-    fn spawn_after_removal(self: &Arc<Self>, channel: ChannelName, entry: Entry) {
-        tracing::debug!(%channel, client = %entry.info.client, "subscriber refused delivery; removed");
+    fn spawn_after_removal(self: &Arc<Self>, channel: ChannelName, client: Arc<str>, entry: Entry) {
+        tracing::debug!(%channel, %client, "subscriber refused delivery; removed");
         let inner = self.clone();
         spawn_detached("subscriber cleanup", async move {
-            inner.after_removal(&channel, entry, true).await;
+            inner.after_removal(&channel, &client, entry, true).await;
         });
     }
 
@@ -640,10 +680,10 @@ impl Inner {
     async fn remove(&self, channel: &ChannelName, client: &str, announce: bool) -> bool {
         let entry = self
             .local(channel)
-            .and_then(|local| lock(&local.subscribers).remove(client));
+            .and_then(|local| lock(&local.subscribers).remove_entry(client));
         match entry {
-            Some(entry) => {
-                self.after_removal(channel, entry, announce).await;
+            Some((client, entry)) => {
+                self.after_removal(channel, &client, entry, announce).await;
                 true
             }
             None => false,
@@ -652,9 +692,15 @@ impl Inner {
 
     /// Presence, leave event and broker bookkeeping for a removed entry.
     /// Backend failures are logged: the subscriber is gone either way.
-    async fn after_removal(&self, channel: &ChannelName, entry: Entry, announce: bool) {
+    async fn after_removal(
+        &self,
+        channel: &ChannelName,
+        client: &Arc<str>,
+        entry: Entry,
+        announce: bool,
+    ) {
         if entry.presence {
-            if let Err(err) = self.presence.remove(channel, &entry.info.client).await {
+            if let Err(err) = self.presence.remove(channel, client).await {
                 tracing::warn!(%channel, %err, "presence remove failed");
             }
         }
@@ -662,7 +708,7 @@ impl Inner {
             let leave = Arc::new(JoinLeave::new(
                 JoinLeaveKind::Leave,
                 channel.clone(),
-                entry.info,
+                entry.info(client),
             ));
             if let Err(err) = self.broker.publish_join_leave(&leave).await {
                 tracing::warn!(%channel, %err, "leave publish failed");
@@ -825,13 +871,10 @@ impl Hub {
         let ns = inner.namespaces.resolve(channel)?;
         let client = opts.info.client.clone();
         let entry = Entry {
-            subscriber,
-            info: opts.info.clone(),
             join_leave: ns.join_leave && (opts.join_leave || ns.force_push_join_leave),
             presence: ns.presence,
             announce: ns.join_leave,
-            pending: Some(Vec::new()),
-            last: None,
+            ..Entry::new(subscriber, &opts.info)
         };
         {
             let _guard = inner.sub_lock(channel).lock().await;
@@ -1004,9 +1047,9 @@ impl Hub {
             for (channel, local) in lock(shard).iter() {
                 entries.extend(
                     lock(&local.subscribers)
-                        .values()
-                        .filter(|e| e.presence)
-                        .map(|e| (channel.clone(), e.info.clone())),
+                        .iter()
+                        .filter(|(_, e)| e.presence)
+                        .map(|(client, e)| (channel.clone(), e.info(client))),
                 );
             }
         }

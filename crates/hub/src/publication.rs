@@ -8,7 +8,7 @@
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -107,10 +107,17 @@ impl Publication {
 /// (say `struct JsonPush(Bytes)`) and asks for it by type. The first caller
 /// encodes; later callers get a clone of the stored value, so the value
 /// should be cheap to clone (`Bytes`, an `Arc`, a shared frame).
+///
+/// The first format stored is read without a lock (a fan-out to 10,000
+/// subscribers of one transport asks for it 10,000 times); further formats
+/// wait behind a mutex.
 #[derive(Default)]
 pub struct EncodeCache {
-    slots: Mutex<Vec<(TypeId, Box<dyn Any + Send + Sync>)>>,
+    first: OnceLock<Slot>,
+    rest: Mutex<Vec<Slot>>,
 }
+
+type Slot = (TypeId, Box<dyn Any + Send + Sync>);
 
 impl EncodeCache {
     /// The cached `T`, or `encode()` stored and returned. `encode` runs
@@ -124,11 +131,21 @@ impl EncodeCache {
             return found;
         }
         let value = encode();
-        let mut slots = lock(&self.slots);
-        if let Some(found) = find::<T>(&slots) {
+        if self.first.get().is_none() {
+            let slot: Slot = (TypeId::of::<T>(), Box::new(value.clone()));
+            if self.first.set(slot).is_ok() {
+                return value;
+            }
+            // Another format (or this one, from a racing caller) won.
+            if let Some(found) = self.get::<T>() {
+                return found;
+            }
+        }
+        let mut rest = lock(&self.rest);
+        if let Some(found) = find::<T>(&rest) {
             return found;
         }
-        slots.push((TypeId::of::<T>(), Box::new(value.clone())));
+        rest.push((TypeId::of::<T>(), Box::new(value.clone())));
         value
     }
 
@@ -137,11 +154,19 @@ impl EncodeCache {
     where
         T: Any + Clone + Send + Sync,
     {
-        find::<T>(&lock(&self.slots))
+        let first = self.first.get()?;
+        if let Some(found) = find::<T>(std::slice::from_ref(first)) {
+            return Some(found);
+        }
+        find::<T>(&lock(&self.rest))
+    }
+
+    fn formats(&self) -> usize {
+        usize::from(self.first.get().is_some()) + lock(&self.rest).len()
     }
 }
 
-fn find<T: Any + Clone>(slots: &[(TypeId, Box<dyn Any + Send + Sync>)]) -> Option<T> {
+fn find<T: Any + Clone>(slots: &[Slot]) -> Option<T> {
     slots
         .iter()
         .find(|(id, _)| *id == TypeId::of::<T>())
@@ -152,7 +177,7 @@ fn find<T: Any + Clone>(slots: &[(TypeId, Box<dyn Any + Send + Sync>)]) -> Optio
 impl fmt::Debug for EncodeCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncodeCache")
-            .field("formats", &lock(&self.slots).len())
+            .field("formats", &self.formats())
             .finish()
     }
 }

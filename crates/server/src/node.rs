@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use hub::{ChannelName, Hub};
 use tokio::sync::watch;
@@ -54,6 +54,38 @@ pub enum ServerCommand {
         /// Whether the client should reconnect.
         reconnect: bool,
     },
+}
+
+/// A connection told about shutdown by a call, not by a future it keeps
+/// (see [`Node::watch_shutdown`]).
+pub(crate) trait OnShutdown: Send + Sync {
+    /// Shutdown has begun: close the connection.
+    fn on_shutdown(&self);
+}
+
+/// The connections of [`Node::watch_shutdown`]: a slab of weak references,
+/// a slot per open connection, freed slots reused.
+#[derive(Default)]
+struct ShutdownList {
+    slots: Vec<Option<Weak<dyn OnShutdown>>>,
+    free: Vec<usize>,
+}
+
+impl std::fmt::Debug for ShutdownList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownList")
+            .field("open", &(self.slots.len() - self.free.len()))
+            .finish()
+    }
+}
+
+/// A connection's place in the node's shutdown list (4 bytes: every
+/// connection keeps one); give it back with [`Node::unwatch_shutdown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShutdownWatch(u32);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A connected, authenticated client, as the registry sees it.
@@ -271,6 +303,8 @@ struct NodeInner {
     /// connections stop then, not before, so that Socket.IO polling clients
     /// can still fetch their disconnect during the drain.
     stop_listening: watch::Sender<bool>,
+    /// Connections told about shutdown by a call ([`Node::watch_shutdown`]).
+    on_shutdown: Mutex<ShutdownList>,
     /// Set once at start when the node runs with a broker.
     cluster: OnceLock<crate::cluster::Cluster>,
 }
@@ -291,6 +325,7 @@ impl Node {
                 uid,
                 shutdown,
                 stop_listening,
+                on_shutdown: Mutex::default(),
                 cluster: OnceLock::new(),
             }),
         }
@@ -347,9 +382,60 @@ impl Node {
         *self.inner.shutdown.borrow()
     }
 
-    /// Begins shutdown: every connection sees [`Node::shutdown_signal`].
+    /// Begins shutdown: every connection sees [`Node::shutdown_signal`],
+    /// and those of [`Node::watch_shutdown`] are called.
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+        let watchers: Vec<_> = lock(&self.inner.on_shutdown)
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for watcher in watchers {
+            watcher.on_shutdown();
+        }
+    }
+
+    /// Calls `connection.on_shutdown()` when shutdown begins (at once if it
+    /// has begun) until the returned watch is dropped. For connections
+    /// whose idle task should not keep a [`Node::shutdown_signal`] future:
+    /// this costs a slot of 16 bytes in the node.
+    pub(crate) fn watch_shutdown(&self, connection: Weak<dyn OnShutdown>) -> ShutdownWatch {
+        let slot: usize = {
+            let mut list = lock(&self.inner.on_shutdown);
+            match list.free.pop() {
+                Some(slot) => {
+                    list.slots[slot] = Some(connection.clone());
+                    slot
+                }
+                None => {
+                    list.slots.push(Some(connection.clone()));
+                    list.slots.len() - 1
+                }
+            }
+        };
+        // After the insertion: either begin_shutdown's walk saw it, or the
+        // flag it set first is seen here.
+        if self.is_shutting_down() {
+            if let Some(connection) = connection.upgrade() {
+                connection.on_shutdown();
+            }
+        }
+        // More than 2^32 connections at once cannot happen (descriptors
+        // run out long before); saturating keeps this total anyway.
+        ShutdownWatch(u32::try_from(slot).unwrap_or(u32::MAX))
+    }
+
+    /// Ends a [`Node::watch_shutdown`]: the slot is free for another
+    /// connection.
+    pub(crate) fn unwatch_shutdown(&self, watch: ShutdownWatch) {
+        let slot = watch.0 as usize;
+        let mut list = lock(&self.inner.on_shutdown);
+        if let Some(entry @ Some(_)) = list.slots.get_mut(slot) {
+            *entry = None;
+            list.free.push(slot);
+        }
     }
 
     /// Resolves when the listener and idle HTTP connections are to stop:

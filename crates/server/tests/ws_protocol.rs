@@ -745,6 +745,22 @@ async fn shutdown_closes_3001() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+/// A connection that has not sent its connect command (so is in no
+/// registry) and one that has both hear about shutdown, at once.
+#[tokio::test]
+async fn shutdown_closes_connections_before_connect_too() {
+    let server = start().await;
+    let mut waiting = Client::open(server.addr).await;
+    let mut connected = Client::connected(server.addr, "1").await;
+    let stop = tokio::spawn(server.shutdown());
+    let started = std::time::Instant::now();
+    assert_eq!(waiting.close_code().await, Some(3001));
+    assert_eq!(connected.close_code().await, Some(3001));
+    // Well before the connect timeout (10 s by default).
+    assert!(started.elapsed() < Duration::from_secs(5));
+    tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn server_side_commands_through_the_registry() {
     let server = start().await;

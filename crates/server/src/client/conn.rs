@@ -27,9 +27,9 @@ use tokio::time::Instant;
 use ws::upgrade::UpgradedSocket;
 use ws::{CloseCode, CloseFrame, Message};
 
-use super::outbox::{Item, Outbox, WsFactory, WsHandle};
+use super::outbox::{Item, Outbox, Taken};
 use crate::metrics::TransportCounters;
-use crate::node::{Node, ServerCommand, Transport};
+use crate::node::{Node, OnShutdown, ServerCommand, ShutdownWatch, Transport};
 use crate::session::{Session, SessionError, VERSION};
 
 /// Where the connection is in the protocol.
@@ -63,8 +63,7 @@ impl From<ws::Error> for End {
 }
 
 enum Event {
-    Shutdown,
-    Outbox,
+    Outbox(Taken),
     Message(Option<Result<Message, ws::Error>>),
     Timer,
 }
@@ -75,13 +74,53 @@ struct Conn {
     session: Session,
     outbox: Arc<Outbox>,
     phase: Phase,
-    limits: Limits,
-    stale_at: Option<Instant>,
-    next_ping: Option<Instant>,
-    pong_due: Option<Instant>,
-    expire_at: Option<Instant>,
-    sub_expire_at: Option<Instant>,
+    stale_at: Deadline,
+    next_ping: Deadline,
+    pong_due: Deadline,
+    expire_at: Deadline,
+    sub_expire_at: Deadline,
     registered: bool,
+    /// Shutdown calls the outbox until the connection is dropped.
+    shutdown: ShutdownWatch,
+}
+
+/// A timer's deadline in 8 bytes (an `Option<Instant>` takes 16, and a
+/// connection has five): whole milliseconds after a process-wide origin,
+/// rounded up so that it never fires early; 0 for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadline(u64);
+
+impl Deadline {
+    const NONE: Deadline = Deadline(0);
+
+    fn origin() -> Instant {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *ORIGIN.get_or_init(Instant::now)
+    }
+
+    fn at(at: Instant) -> Self {
+        let since = at.saturating_duration_since(Self::origin());
+        let millis = since.as_nanos().div_ceil(1_000_000);
+        Deadline(u64::try_from(millis).unwrap_or(u64::MAX).max(1))
+    }
+
+    fn get(self) -> Option<Instant> {
+        (self.0 != 0).then(|| Self::origin() + Duration::from_millis(self.0))
+    }
+
+    fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    fn is_due(self, now: Instant) -> bool {
+        self.get().is_some_and(|t| t <= now)
+    }
+}
+
+impl From<Option<Instant>> for Deadline {
+    fn from(at: Option<Instant>) -> Self {
+        at.map_or(Deadline::NONE, Deadline::at)
+    }
 }
 
 fn counters(node: &Node) -> &TransportCounters {
@@ -115,25 +154,24 @@ pub(crate) fn run(node: Node, ws: UpgradedSocket) -> impl Future<Output = ()> + 
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     let config = &node.config().client;
-    let outbox = Arc::new(Outbox::new(config.max_queue_bytes));
     let client: Arc<str> = Arc::from(crate::util::random_id());
-    let session = Session::new(node.clone(), client, Arc::new(WsFactory(outbox.clone())));
+    let outbox = Outbox::new(client.clone(), config.max_queue_bytes);
+    let session = Session::new(node.clone(), client, outbox.clone());
+    let shutdown_target: Arc<dyn OnShutdown> = outbox.clone();
+    let shutdown = node.watch_shutdown(Arc::downgrade(&shutdown_target));
     let mut conn = Conn {
-        limits: Limits {
-            max_frame_len: config.max_message_size,
-            ..Limits::default()
-        },
-        stale_at: Some(Instant::now() + config.connect_timeout),
+        stale_at: Deadline::at(Instant::now() + config.connect_timeout),
         node,
         ws,
         session,
         outbox,
         phase: Phase::Connecting,
-        next_ping: None,
-        pong_due: None,
-        expire_at: None,
-        sub_expire_at: None,
+        next_ping: Deadline::NONE,
+        pong_due: Deadline::NONE,
+        expire_at: Deadline::NONE,
+        sub_expire_at: Deadline::NONE,
         registered: false,
+        shutdown,
     };
     async move {
         let end = conn.serve().await;
@@ -144,12 +182,18 @@ pub(crate) fn run(node: Node, ws: UpgradedSocket) -> impl Future<Output = ()> + 
     }
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.node.unwatch_shutdown(self.shutdown);
+    }
+}
+
 impl Conn {
     fn metrics(&self) -> &TransportCounters {
         counters(&self.node)
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self) -> Deadline {
         [
             self.stale_at,
             self.next_ping,
@@ -158,80 +202,116 @@ impl Conn {
             self.sub_expire_at,
         ]
         .into_iter()
-        .flatten()
-        .min()
+        .filter(|d| !d.is_none())
+        .min_by_key(|d| d.0)
+        .unwrap_or(Deadline::NONE)
     }
 
     async fn serve(&mut self) -> End {
-        let mut shutdown = self.node.shutdown_signal();
-        let outbox = self.outbox.clone();
         let far = || Instant::now() + Duration::from_secs(86_400 * 365);
         let timer = tokio::time::sleep_until(far());
         tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
+        let mut armed = Deadline::NONE;
+        let mut outbox_first = false;
         loop {
-            let next = self.next_deadline();
-            if next != armed {
-                timer.as_mut().reset(next.unwrap_or_else(far));
-                armed = next;
+            {
+                let next = self.next_deadline();
+                if next != armed {
+                    timer.as_mut().reset(next.get().unwrap_or_else(far));
+                    armed = next;
+                }
             }
             self.outbox.set_io_backlog(self.ws.pending_output());
-            // Not `biased`: a busy channel must not starve the socket (its
+            // A hand-written poll rather than `select!`: no future is kept
+            // for the outbox or for shutdown (both wake the task through the
+            // outbox's stored waker), so an idle task holds only the
+            // connection and its timer. The sources take turns at being
+            // polled first: a busy channel must not starve the socket (its
             // writes progress while `recv` is polled), nor a chatty client
             // the outbox.
-            let event = tokio::select! {
-                _ = crate::http::until_shutdown(&mut shutdown) => Event::Shutdown,
-                _ = outbox.notified() => Event::Outbox,
-                message = self.ws.recv() => Event::Message(message),
-                _ = &mut timer, if armed.is_some() => Event::Timer,
-            };
-            let step = match event {
-                Event::Shutdown => Err(End::Close(Disconnect::SHUTDOWN)),
-                // Boxed too: one allocation per wake-up (a batch of
-                // events), not per event, and idle tasks stay small.
-                Event::Outbox => match Box::pin(self.drain()).await {
-                    Ok(()) => {
-                        // Start writing now rather than at the next `recv`
-                        // poll; a peer that does not read leaves the rest
-                        // queued (and counted against its limit).
-                        self.try_flush().await;
-                        Ok(())
-                    }
-                    Err(end) => Err(end),
-                },
-                // Boxed: the futures of timers and commands (subscribe,
-                // history, ...) are large and short-lived, and inline they
-                // would size every idle connection's task for them.
-                Event::Timer => Box::pin(self.on_timer()).await,
-                Event::Message(None) => Err(End::Gone),
-                Event::Message(Some(Err(err))) => {
-                    if let Some(code) = err.close_code() {
-                        self.node.metrics().disconnect(code.as_u16());
-                    }
-                    tracing::debug!(%err, "websocket client failed");
-                    Err(End::Gone)
-                }
-                Event::Message(Some(Ok(message))) => Box::pin(self.on_message(message)).await,
-            };
-            if let Err(end) = step {
+            outbox_first = !outbox_first;
+            let this = &mut *self;
+            let mut timer = timer.as_mut();
+            let event = std::future::poll_fn(move |cx| {
+                this.poll_event(cx, timer.as_mut(), armed, outbox_first)
+            })
+            .await;
+            // Boxed: one allocation per wake-up (a batch of events, a
+            // frame of commands, a timer), and the state of handling it
+            // (subscribe, history, ... futures are large) is not part of
+            // every idle connection's task.
+            if let Err(end) = Box::pin(self.on_event(event)).await {
                 return end;
-            }
-            let max = self.node.config().client.max_queue_bytes;
-            if self.ws.pending_output() > max {
-                // A big reply may go over for a moment; a client that
-                // does not take it is slow.
-                self.try_flush().await;
-                if self.ws.pending_output() > max {
-                    return End::Close(Disconnect::SLOW);
-                }
             }
         }
     }
 
+    /// One poll of everything the idle task waits for (see `serve`).
+    fn poll_event(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        armed: Deadline,
+        outbox_first: bool,
+    ) -> Poll<Event> {
+        if outbox_first {
+            if let Some(taken) = self.outbox.poll_take(cx) {
+                return Poll::Ready(Event::Outbox(taken));
+            }
+        }
+        if let Poll::Ready(message) = self.ws.poll_recv(cx) {
+            return Poll::Ready(Event::Message(message));
+        }
+        if !outbox_first {
+            if let Some(taken) = self.outbox.poll_take(cx) {
+                return Poll::Ready(Event::Outbox(taken));
+            }
+        }
+        if !armed.is_none() && timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    }
+
+    async fn on_event(&mut self, event: Event) -> Result<(), End> {
+        match event {
+            Event::Outbox(taken) => {
+                self.drain(taken).await?;
+                // Start writing now rather than at the next `recv` poll; a
+                // peer that does not read leaves the rest queued (and
+                // counted against its limit).
+                self.try_flush().await;
+            }
+            Event::Timer => self.on_timer().await?,
+            Event::Message(None) => return Err(End::Gone),
+            Event::Message(Some(Err(err))) => {
+                if let Some(code) = err.close_code() {
+                    self.node.metrics().disconnect(code.as_u16());
+                }
+                tracing::debug!(%err, "websocket client failed");
+                return Err(End::Gone);
+            }
+            Event::Message(Some(Ok(message))) => self.on_message(message).await?,
+        }
+        let max = self.node.config().client.max_queue_bytes;
+        if self.ws.pending_output() > max {
+            // A big reply may go over for a moment; a client that does not
+            // take it is slow.
+            self.try_flush().await;
+            if self.ws.pending_output() > max {
+                return Err(End::Close(Disconnect::SLOW));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes what the socket can take now, without waiting.
     async fn try_flush(&mut self) {
-        let mut flush = std::pin::pin!(self.ws.flush());
-        let _ = std::future::poll_fn(|cx| Poll::Ready(flush.as_mut().poll(cx))).await;
+        std::future::poll_fn(|cx| {
+            let _ = std::pin::pin!(self.ws.flush()).poll(cx);
+            Poll::Ready(())
+        })
+        .await;
     }
 
     async fn finish(&mut self, end: End) {
@@ -269,7 +349,11 @@ impl Conn {
         self.metrics()
             .bytes_in
             .fetch_add(text.len() as u64, Ordering::Relaxed);
-        let commands = match proto::decode_frame(text.as_str(), &self.limits) {
+        let limits = Limits {
+            max_frame_len: self.node.config().client.max_message_size,
+            ..Limits::default()
+        };
+        let commands = match proto::decode_frame(text.as_str(), &limits) {
             Ok(commands) => commands,
             Err(err) => return Err(close_for(err.action())),
         };
@@ -353,7 +437,7 @@ impl Conn {
         let reply = match command {
             Command::Connect { .. } => return Err(End::Close(Disconnect::BAD_REQUEST)),
             Command::Pong => {
-                self.pong_due = None;
+                self.pong_due = Deadline::NONE;
                 return Ok(());
             }
             // Asynchronous messages need an application handler; none is
@@ -462,21 +546,17 @@ impl Conn {
         out.reply(id, &ReplyResult::Connect(result));
         activations.extend(connected.activations);
         self.phase = Phase::Connected;
-        self.stale_at = None;
+        self.stale_at = Deadline::NONE;
         if !ping.is_zero() {
-            self.next_ping = Some(Instant::now() + ping);
+            self.next_ping = Deadline::at(Instant::now() + ping);
         }
         self.update_expiry();
         self.update_sub_expiry();
-        self.node.registry().add(Arc::new(WsHandle {
-            client: self.session.client_id().clone(),
-            // The session's own copy, not another allocation.
-            user: self
-                .session
-                .credentials()
-                .map_or_else(|| Arc::from(""), |c| c.user.clone()),
-            outbox: self.outbox.clone(),
-        }));
+        // The session's own copy of the user id, not another allocation.
+        if let Some(credentials) = self.session.credentials() {
+            self.outbox.set_user(credentials.user.clone());
+        }
+        self.node.registry().add(self.outbox.clone());
         self.registered = true;
         Ok(())
     }
@@ -485,36 +565,37 @@ impl Conn {
 
     fn update_expiry(&mut self) {
         let grace = self.session.expiry_grace();
-        self.expire_at = self
-            .session
-            .expires_at()
-            .map(|exp| Instant::now() + until_unix(exp) + grace);
+        self.expire_at = Deadline::from(
+            self.session
+                .expires_at()
+                .map(|exp| Instant::now() + until_unix(exp) + grace),
+        );
     }
 
     fn update_sub_expiry(&mut self) {
         let grace = self.session.expiry_grace();
-        self.sub_expire_at = self
-            .session
-            .next_subscription_expiry()
-            .map(|exp| Instant::now() + until_unix(exp) + grace);
+        self.sub_expire_at = Deadline::from(
+            self.session
+                .next_subscription_expiry()
+                .map(|exp| Instant::now() + until_unix(exp) + grace),
+        );
     }
 
     async fn on_timer(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.stale_at) {
+        if self.stale_at.is_due(now) {
             return Err(End::Close(Disconnect::STALE));
         }
-        if due(self.pong_due) {
+        if self.pong_due.is_due(now) {
             return Err(End::Close(Disconnect::NO_PONG));
         }
-        if due(self.expire_at) {
+        if self.expire_at.is_due(now) {
             return Err(End::Close(Disconnect::new(
                 Disconnect::EXPIRED.code,
                 "expired",
             )));
         }
-        if due(self.sub_expire_at) {
+        if self.sub_expire_at.is_due(now) {
             let grace = self.session.expiry_grace();
             let until = SystemTime::now()
                 .checked_sub(grace)
@@ -527,12 +608,12 @@ impl Conn {
             }
             self.send_frame(&mut out)?;
             self.update_sub_expiry();
-            if self.sub_expire_at.is_some_and(|t| t <= now) {
+            if self.sub_expire_at.is_due(now) {
                 // Rounding: look again in a second rather than spin.
-                self.sub_expire_at = Some(now + Duration::from_secs(1));
+                self.sub_expire_at = Deadline::at(now + Duration::from_secs(1));
             }
         }
-        if due(self.next_ping) {
+        if self.next_ping.is_due(now) {
             let (interval, pong_timeout) = {
                 let client = &self.node.config().client;
                 (client.ping_interval, client.pong_timeout)
@@ -541,21 +622,23 @@ impl Conn {
             out.ping();
             self.send_frame(&mut out)?;
             if self.pong_due.is_none() {
-                self.pong_due = Some(now + pong_timeout);
+                self.pong_due = Deadline::at(now + pong_timeout);
             }
-            self.next_ping = Some(now + interval);
+            self.next_ping = Deadline::at(now + interval);
         }
         Ok(())
     }
 
     // ---- server side ----
 
-    async fn drain(&mut self) -> Result<(), End> {
-        let (items, slow) = self.outbox.take();
-        if slow {
+    async fn drain(&mut self, taken: Taken) -> Result<(), End> {
+        if taken.shutdown {
+            return Err(End::Close(Disconnect::SHUTDOWN));
+        }
+        if taken.slow {
             return Err(End::Close(Disconnect::SLOW));
         }
-        for item in items {
+        for item in taken.items {
             match item {
                 Item::Event {
                     channel,
@@ -652,6 +735,21 @@ fn close_for(action: ErrorAction) -> End {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_round_up_and_none_is_none() {
+        let now = Instant::now();
+        let at = now + Duration::from_micros(1_500);
+        let deadline = Deadline::at(at);
+        let back = deadline.get().expect("set");
+        assert!(back >= at && back < at + Duration::from_millis(1));
+        assert!(!deadline.is_due(now));
+        assert!(deadline.is_due(back));
+        assert_eq!(Deadline::from(None), Deadline::NONE);
+        assert!(Deadline::NONE.get().is_none() && !Deadline::NONE.is_due(now));
+        // The origin itself is a deadline, not "none".
+        assert!(!Deadline::at(now - Duration::from_secs(1)).is_none());
+    }
 
     #[test]
     fn ping_seconds_round_up() {

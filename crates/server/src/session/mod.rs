@@ -62,8 +62,9 @@ pub struct Credentials {
     pub conn_info: Option<Bytes>,
     /// When the connection expires (Unix seconds); `None` never.
     pub exp: Option<u64>,
-    /// Server-side subscriptions to make on connect.
-    pub channels: Vec<String>,
+    /// Server-side subscriptions to make on connect (a boxed slice: the
+    /// session keeps its credentials for the connection's life).
+    pub channels: Box<[String]>,
 }
 
 /// Why an operation failed: answer the command with an error, or close
@@ -318,7 +319,7 @@ impl Session {
                 user: Arc::from(claims.sub),
                 conn_info: raw_bytes(claims.info),
                 exp: claims.exp.map(|e| e.min(now_secs() + MAX_TTL_SECS)),
-                channels: claims.channels,
+                channels: claims.channels.into_boxed_slice(),
             }),
             Err(TokenError::Expired) => Err(ErrorCode::TokenExpired.into()),
             Err(TokenError::Invalid(why)) => {
@@ -343,7 +344,7 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST.into());
         }
         let (expires, ttl) = expires_ttl(creds.exp);
-        let channels = creds.channels.clone();
+        let channels = creds.channels.clone().into_vec();
         self.creds = Some(creds);
         let mut connected = Connected {
             expires,

@@ -10,15 +10,18 @@ use std::time::Instant;
 /// A token bucket: `rate` tokens a second, at most `rate` stored.
 #[derive(Debug, Clone)]
 pub(crate) struct CommandRate {
-    rate: f64,
-    tokens: f64,
+    // 32-bit: every connection has one (a fraction of a token either way
+    // does not matter).
+    rate: f32,
+    tokens: f32,
     last: Instant,
 }
 
 impl CommandRate {
     /// A full bucket of `per_second` tokens (`per_second` more than 0).
     pub(crate) fn new(per_second: u32, now: Instant) -> Self {
-        let rate = f64::from(per_second.max(1));
+        // Exact up to 2^24 a second; beyond, a rounded rate of that size.
+        let rate = per_second.max(1) as f32;
         Self {
             rate,
             tokens: rate,
@@ -28,7 +31,7 @@ impl CommandRate {
 
     /// Takes one token if there is one at `now`.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f32();
         self.last = now.max(self.last);
         self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
         if self.tokens >= 1.0 {
