@@ -51,6 +51,11 @@
 #   IDLE_SERVERS="duplex-ws duplex-sio"
 #   HISTORY=0                      1: channels keep 100 publications
 #   SERVER_CORE=0 CLIENT_CORE=1    cores to pin to
+#   PROCESSES=1                    client processes for fanout, storm and
+#                                  sub-idle (duplex-bench --processes): the
+#                                  client can then hold more than one
+#                                  process's open-file limit (the server
+#                                  cannot)
 #   SKIP_BUILD=1                   use what is already built / installed
 #
 # Output: bench/results/fanout-<UTC timestamp>.jsonl (one JSON line per
@@ -84,6 +89,7 @@ IDLE_SERVERS=${IDLE_SERVERS:-duplex-ws duplex-sio}
 HISTORY=${HISTORY:-0}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
+PROCESSES=${PROCESSES:-1}
 export RUST_LIB_BACKTRACE=0
 
 log() { printf '[run-fanout] %s\n' "$*" >&2; }
@@ -91,7 +97,7 @@ log() { printf '[run-fanout] %s\n' "$*" >&2; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 need=$((100 + $(tr ', ' '\n' <<<"$SUBSCRIBERS $IDLE_STEPS $STORM_CONNECTIONS $((2 * ${POLL_SUBSCRIBERS:-0}))" | grep . | sort -n | tail -1)))
 if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $need ]]; then
-    log "warning: ulimit -n is $(ulimit -n), runs above $(($(ulimit -n) - 100)) connections will fail"
+    log "warning: ulimit -n is $(ulimit -n): the server cannot hold more than $(($(ulimit -n) - 100)) connections; the client needs PROCESSES>1 beyond that"
 fi
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
@@ -258,7 +264,7 @@ record_failure() {
 client() {
     local out=$1 err=$2 rc=0
     shift 2
-    taskset -c "$CLIENT_CORE" "$BIN/duplex-bench" "$@" >"$out" 2>"$err" &
+    taskset -c "$CLIENT_CORE" "$BIN/duplex-bench" --processes "$PROCESSES" "$@" >"$out" 2>"$err" &
     CLIENT_PID=$!
     wait "$CLIENT_PID" || rc=$?
     CLIENT_PID=""

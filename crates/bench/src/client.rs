@@ -224,6 +224,11 @@ pub fn set_source_addrs(addrs: Vec<IpAddr>) {
     let _ = SOURCES.set(addrs);
 }
 
+/// The addresses set by [`set_source_addrs`] (empty if none).
+pub fn source_addrs() -> Vec<IpAddr> {
+    SOURCES.get().cloned().unwrap_or_default()
+}
+
 /// Parses `127.0.0.1-127.0.0.4` (an inclusive range of the last octet) or
 /// a comma-separated list of addresses.
 ///

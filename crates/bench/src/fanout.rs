@@ -53,6 +53,7 @@ use crate::progress::Progress;
 use crate::sio::{split_ack, SioClient};
 use crate::subscriber::{SubKind, SubscribeSpec, Subscriber};
 use crate::target::Target;
+use crate::workers::{merge_pairs, per_process, shares, Cmd, Event, Job, Workers};
 
 /// A run fails if deliveries stop progressing for this long.
 const STALL: Duration = Duration::from_secs(10);
@@ -179,6 +180,10 @@ pub struct FanoutReport {
     pub max_us: Option<f64>,
     /// The latency distribution: `[quantile, µs]` pairs, for CDF plots.
     pub cdf_us: Vec<(f64, f64)>,
+    /// Client processes the subscribers were spread over (`--processes`;
+    /// absent when they all ran in this process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -247,21 +252,7 @@ where
     if specs.is_empty() {
         bail!("no subscriber target");
     }
-    if opts.subscribers == 0 {
-        bail!("--subscribers must be at least 1");
-    }
-    if opts.window == 0 {
-        bail!("--window must be at least 1");
-    }
-    if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
-        bail!("--rate must be 0 or positive");
-    }
-    if opts.size < 48 {
-        bail!("--size must be at least 48 bytes (the timestamp and sequence number)");
-    }
-    if let Some(pid) = opts.server_pid {
-        procfs::cpu_ticks(pid).context("is --server-pid the server's process id?")?;
-    }
+    check_options(opts)?;
     let mut subs = Vec::with_capacity(opts.subscribers);
     let mut first = 0;
     for (group, spec) in specs.iter().enumerate() {
@@ -356,12 +347,282 @@ where
         p99_us: us(0.99),
         max_us: (!latency.is_empty()).then_some(max_ns as f64 / 1000.0),
         cdf_us,
+        processes: None,
     };
     Ok(Spread {
         report,
         groups,
         probe: (probe0, probe1),
     })
+}
+
+/// Refuses options the scenario cannot run with.
+fn check_options(opts: &FanoutOptions) -> Result<()> {
+    if opts.subscribers == 0 {
+        bail!("--subscribers must be at least 1");
+    }
+    if opts.window == 0 {
+        bail!("--window must be at least 1");
+    }
+    if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
+        bail!("--rate must be 0 or positive");
+    }
+    if opts.size < 48 {
+        bail!("--size must be at least 48 bytes (the timestamp and sequence number)");
+    }
+    if let Some(pid) = opts.server_pid {
+        procfs::cpu_ticks(pid).context("is --server-pid the server's process id?")?;
+    }
+    Ok(())
+}
+
+/// Runs the scenario with the subscribers spread over `processes` client
+/// processes ([`crate::workers`], each with `threads` runtime threads)
+/// while the publisher stays in this one; the report adds up their
+/// deliveries, merges their latency histograms and adds their CPU time
+/// to the client's.
+///
+/// Flow control works on the sum of the deliveries the children report:
+/// each child reports its running total whenever each of its subscribers
+/// may have received one more publication, so the publisher still waits
+/// for every subscriber of every process.
+pub async fn run_processes(
+    opts: &FanoutOptions,
+    processes: usize,
+    threads: usize,
+) -> Result<FanoutReport> {
+    check_options(opts)?;
+    let ranges = shares(0, opts.subscribers, processes);
+    let jobs: Vec<Job> = ranges
+        .iter()
+        .map(|r| Job::Fanout {
+            spec: opts.subscribe.clone(),
+            first: r.start,
+            count: r.len(),
+            ramp: per_process(opts.ramp_concurrency, processes),
+        })
+        .collect();
+    let mut workers = Workers::spawn(&jobs, threads)?;
+    let opened = workers
+        .collect(|event| match event {
+            Event::Ready { opened } => Ok(Some(opened)),
+            other => bail!("expected ready, got {other:?}"),
+        })
+        .await?;
+    if opened.iter().sum::<usize>() != opts.subscribers {
+        bail!("the client processes opened {opened:?} subscribers");
+    }
+    let publisher = Publisher::open(&opts.publisher, &opts.subscribe).await?;
+
+    let shared = Arc::new(Shared {
+        wake_at: AtomicU64::new(u64::MAX),
+        ..Shared::default()
+    });
+    let mut events = workers
+        .take_events()
+        .context("no events from the client processes")?;
+    let (reply_tx, mut replies) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = JoinSet::new();
+    {
+        // Deliveries go to the flow control, everything else to `replies`.
+        let shared = Arc::clone(&shared);
+        let mut totals = vec![0u64; processes];
+        tasks.spawn(async move {
+            while let Some((i, event)) = events.recv().await {
+                match crate::workers::check(i, event)? {
+                    Event::Delivered { total } => {
+                        let Some(slot) = totals.get_mut(i) else {
+                            bail!("an event from client process {i} of {processes}");
+                        };
+                        *slot = total;
+                        let sum = totals.iter().sum::<u64>();
+                        shared.delivered.store(sum, Ordering::Relaxed);
+                        if sum >= shared.wake_at.load(Ordering::Relaxed) {
+                            shared.progress.notify_one();
+                        }
+                    }
+                    other => {
+                        let _ = reply_tx.send((i, other));
+                    }
+                }
+            }
+            bail!("the client processes' output ended")
+        });
+    }
+    {
+        let shared = Arc::clone(&shared);
+        let opts = opts.clone();
+        tasks.spawn(async move {
+            publish_loop(publisher, &shared, &opts)
+                .await
+                .context("publisher")
+        });
+    }
+
+    let own_pid = std::process::id();
+    let bar = Progress::timed(opts.warmup + opts.duration, "fan-out");
+    watch(opts.warmup, &mut tasks, &shared, &bar, Duration::ZERO).await?;
+    let server_cpu0 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
+    workers.send_all(&Cmd::Measure { on: true })?;
+    let started = Instant::now();
+    shared.measuring.store(true, Ordering::Relaxed);
+    watch(opts.duration, &mut tasks, &shared, &bar, opts.warmup).await?;
+    shared.measuring.store(false, Ordering::Relaxed);
+    workers.send_all(&Cmd::Measure { on: false })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let server_cpu1 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
+    shared.stop.store(true, Ordering::Relaxed);
+    bar.finish();
+    let publications = shared.published.load(Ordering::Relaxed);
+
+    workers.send_all(&Cmd::Report)?;
+    let mut latency = Histogram::empty();
+    let (mut deliveries, mut max_ns) = (0, 0);
+    let mut client_ticks = client_cpu0
+        .zip(client_cpu1)
+        .map(|(a, b)| b.saturating_sub(a));
+    let mut answered = vec![false; processes];
+    let deadline = tokio::time::Instant::now() + crate::workers::REPLY_TIMEOUT;
+    while answered.contains(&false) {
+        let (i, event) = tokio::select! {
+            reply = replies.recv() => reply.context("the client processes' output ended")?,
+            Some(joined) = tasks.join_next() => {
+                // The publisher ends with the run; the router only fails.
+                joined.context("task panicked")??;
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline) => bail!("the client processes did not report"),
+        };
+        let Event::Measured {
+            deliveries: d,
+            max_ns: m,
+            latency: pairs,
+            cpu_ticks,
+        } = event
+        else {
+            bail!("client process {i}: expected its figures, got {event:?}");
+        };
+        match answered.get_mut(i) {
+            Some(seen @ false) => *seen = true,
+            _ => bail!("client process {i} reported twice"),
+        }
+        deliveries += d;
+        max_ns = max_ns.max(m);
+        merge_pairs(&mut latency, &pairs)?;
+        client_ticks = client_ticks.zip(cpu_ticks).map(|(a, b)| a + b);
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    workers.finish()?;
+
+    let (server_cpu_seconds, server_user_seconds) =
+        crate::sio::server_cpu(server_cpu0, server_cpu1);
+    let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
+    let cdf_us = cdf_points().filter_map(|q| us(q).map(|v| (q, v))).collect();
+    Ok(FanoutReport {
+        scenario: "fanout",
+        server: opts.label.clone(),
+        transport: opts.subscribe.kind,
+        publisher: opts.publisher.name(),
+        subscribers: opts.subscribers,
+        size: opts.size,
+        rate: opts.rate,
+        window: opts.window,
+        publications,
+        deliveries,
+        seconds,
+        deliveries_per_sec: deliveries as f64 / seconds,
+        server_cpu_seconds,
+        server_user_seconds,
+        deliveries_per_server_cpu_sec: server_cpu_seconds
+            .filter(|&cpu| cpu > 0.0)
+            .map(|cpu| deliveries as f64 / cpu),
+        client_cpu_seconds: crate::sio::ticks_to_seconds(Some(0), client_ticks),
+        p50_us: us(0.50),
+        p90_us: us(0.90),
+        p99_us: us(0.99),
+        max_us: (!latency.is_empty()).then_some(max_ns as f64 / 1000.0),
+        cdf_us,
+        processes: Some(processes),
+    })
+}
+
+/// A client process's side of [`run_processes`]: opens subscribers
+/// numbered `range`, says it is ready, reports its running delivery total
+/// each time every one of them may have received one more publication,
+/// counts and times deliveries between the `measure` commands and sends
+/// its figures when asked.
+pub(crate) async fn worker(
+    spec: &SubscribeSpec,
+    range: std::ops::Range<usize>,
+    ramp: usize,
+    mut cmds: tokio::sync::mpsc::UnboundedReceiver<Cmd>,
+) -> Result<()> {
+    let members = range.len() as u64;
+    let subs = crate::subscriber::open_range(spec, range, ramp).await?;
+    crate::workers::emit(&Event::Ready { opened: subs.len() });
+    let shared = Arc::new(Shared {
+        wake_at: AtomicU64::new(u64::MAX),
+        ..Shared::default()
+    });
+    let mut tasks = JoinSet::new();
+    for (n, sub) in subs.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        tasks.spawn(async move {
+            receive_loop(sub, &shared, 0)
+                .await
+                .with_context(|| format!("subscriber {n}"))
+        });
+    }
+    {
+        let shared = Arc::clone(&shared);
+        tasks.spawn(async move {
+            let mut next = members.max(1);
+            loop {
+                shared.wake_at.store(next, Ordering::Relaxed);
+                if shared.delivered.load(Ordering::Relaxed) < next {
+                    shared.progress.notified().await;
+                    continue;
+                }
+                let total = shared.delivered.load(Ordering::Relaxed);
+                crate::workers::emit(&Event::Delivered { total });
+                next = (total / members.max(1) + 1) * members.max(1);
+            }
+        });
+    }
+    let own_pid = std::process::id();
+    let mut cpu0 = None;
+    let mut cpu_ticks = None;
+    loop {
+        tokio::select! {
+            cmd = crate::workers::next_cmd(&mut cmds) => match cmd? {
+                Cmd::Measure { on: true } => {
+                    cpu0 = procfs::cpu_ticks(own_pid).ok();
+                    shared.measuring.store(true, Ordering::Relaxed);
+                }
+                Cmd::Measure { on: false } => {
+                    shared.measuring.store(false, Ordering::Relaxed);
+                    cpu_ticks = cpu0
+                        .zip(procfs::cpu_ticks(own_pid).ok())
+                        .map(|(a, b)| b.saturating_sub(a));
+                }
+                Cmd::Report => crate::workers::emit(&Event::Measured {
+                    deliveries: shared.measured.load(Ordering::Relaxed),
+                    max_ns: shared.max_ns.load(Ordering::Relaxed),
+                    latency: shared.latency_ns.snapshot().to_pairs(),
+                    cpu_ticks,
+                }),
+                other => bail!("unexpected command {other:?}"),
+            },
+            Some(joined) = tasks.join_next() => match joined {
+                Ok(Ok(())) => bail!("a subscriber stopped"),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(e).context("task panicked"),
+            },
+        }
+    }
 }
 
 /// Quantiles reported for CDF plots: every percent, then finer in the tail.

@@ -92,6 +92,30 @@ impl Histogram {
         }
     }
 
+    /// The non-zero buckets as `(index, count)` pairs, to send to another
+    /// process ([`Histogram::from_pairs`] reads them back).
+    pub fn to_pairs(&self) -> Vec<(usize, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(i, &c)| (i, c))
+            .collect()
+    }
+
+    /// The histogram of `(index, count)` pairs from [`Histogram::to_pairs`];
+    /// an index out of range is an error.
+    pub fn from_pairs(pairs: &[(usize, u64)]) -> anyhow::Result<Self> {
+        let mut counts = vec![0; BUCKETS];
+        for &(i, c) in pairs {
+            let Some(slot) = counts.get_mut(i) else {
+                anyhow::bail!("histogram bucket {i} out of range");
+            };
+            *slot += c;
+        }
+        Ok(Self { counts })
+    }
+
     /// An empty histogram.
     pub fn empty() -> Self {
         Self { counts: Vec::new() }
@@ -147,5 +171,25 @@ mod tests {
         assert!((p50 / 5000.0 - 1.0).abs() < 0.07, "p50 {p50}");
         assert!((p99 / 9900.0 - 1.0).abs() < 0.07, "p99 {p99}");
         assert_eq!(AtomicHistogram::default().snapshot().quantile(0.5), None);
+    }
+
+    #[test]
+    fn pairs_round_trip_and_merge() {
+        let h = AtomicHistogram::default();
+        for v in [1, 5, 5, 1000, 1_000_000] {
+            h.record(v);
+        }
+        let s = h.snapshot();
+        let pairs = s.to_pairs();
+        assert_eq!(pairs.len(), 4);
+        let back = Histogram::from_pairs(&pairs).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back.quantile(0.5), s.quantile(0.5));
+        let mut merged = Histogram::empty();
+        merged.merge(&back);
+        merged.merge(&back);
+        assert_eq!(merged.len(), 10);
+        assert_eq!(merged.quantile(1.0), s.quantile(1.0));
+        assert!(Histogram::from_pairs(&[(BUCKETS, 1)]).is_err());
     }
 }

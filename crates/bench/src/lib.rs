@@ -16,6 +16,10 @@
 //!
 //! The `duplex-bench` binary wraps both; `bench/run-echo.sh` runs the whole
 //! comparison matrix.
+//!
+//! The fan-out, sub-idle and storm scenarios can spread their connections
+//! over several client processes (`--processes N`, [`workers`]) when one
+//! process may not hold enough descriptors.
 
 pub mod centrifuge;
 pub mod client;
@@ -39,3 +43,4 @@ pub mod storm;
 pub mod sub_idle;
 pub mod subscriber;
 pub mod target;
+pub mod workers;

@@ -14,6 +14,9 @@
 //! duplex-bench sub-idle --subscriber sio --url http://127.0.0.1:8000 \
 //!     --connections 1000,5000,15000 --server-pid 1234
 //! duplex-bench plot results.jsonl --dir docs/plots/
+//! duplex-bench --processes 2 sub-idle --subscriber ws \
+//!     --url ws://127.0.0.1:8000/connection/websocket \
+//!     --connections 10000,25000 --server-pid 1234
 //! ```
 //!
 //! Each result is printed as one JSON line on stdout (and appended to the
@@ -21,7 +24,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use duplex_bench::echo::{self, EchoOptions};
 use duplex_bench::fanout::{self, FanoutOptions, PublisherSpec};
@@ -43,6 +46,12 @@ struct Cli {
     /// server port).
     #[arg(long, global = true, value_name = "ADDRS")]
     source_addrs: Option<String>,
+    /// Client processes to spread the connections over (fanout, sub-idle,
+    /// storm): this one re-runs itself N times, each child holding a share
+    /// (and a share of --source-addrs); the results are merged. 1: every
+    /// connection in this process.
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    processes: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +90,16 @@ enum Command {
     /// sio-report; see `duplex_bench::sio`).
     #[command(flatten)]
     Sio(duplex_bench::sio::cli::SioCommand),
+    /// A client process of --processes (reads its job on standard input).
+    #[command(name = "worker", hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Client runtime threads (1: tokio current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
 }
 
 /// Options both scenarios share.
@@ -287,12 +306,30 @@ fn main() -> Result<()> {
     if let Some(spec) = &cli.source_addrs {
         duplex_bench::client::set_source_addrs(duplex_bench::client::parse_source_addrs(spec)?);
     }
+    let processes = cli.processes;
+    if processes == 0 {
+        bail!("--processes must be at least 1");
+    }
+    if processes > 1
+        && !matches!(
+            cli.command,
+            Command::Fanout(_) | Command::SubIdle(_) | Command::Storm(_)
+        )
+    {
+        bail!("--processes is for fanout, sub-idle and storm");
+    }
     let cli = match cli {
         Cli {
             command: Command::Sio(sio),
             ..
         } => return duplex_bench::sio::cli::run(sio),
         cli => cli,
+    };
+    // A client process of --processes reads its job (the first line of
+    // its standard input) before its runtime starts.
+    let job = match &cli.command {
+        Command::Worker(_) => Some(duplex_bench::workers::read_job()?),
+        _ => None,
     };
     let threads = match &cli.command {
         Command::Echo(a) => a.common.client_threads,
@@ -327,6 +364,7 @@ fn main() -> Result<()> {
             return Ok(());
         }
         Command::Sio(_) => unreachable!("the Socket.IO scenarios ran above"),
+        Command::Worker(a) => a.client_threads,
     };
     let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -389,7 +427,11 @@ fn main() -> Result<()> {
                     ramp_concurrency: a.sub.ramp,
                     label: a.sub.label.clone(),
                 };
-                let report = fanout::run(&opts).await?;
+                let report = if processes > 1 {
+                    fanout::run_processes(&opts, processes, a.sub.client_threads).await?
+                } else {
+                    fanout::run(&opts).await?
+                };
                 output::emit(&report)?;
             }
             Command::Cluster(a) => {
@@ -404,7 +446,17 @@ fn main() -> Result<()> {
                     settle: seconds(a.settle, "--settle")?,
                     label: a.sub.label.clone(),
                 };
-                duplex_bench::sub_idle::run(&opts, output::emit_or_warn).await?;
+                if processes > 1 {
+                    duplex_bench::sub_idle::run_processes(
+                        &opts,
+                        processes,
+                        a.sub.client_threads,
+                        output::emit_or_warn,
+                    )
+                    .await?;
+                } else {
+                    duplex_bench::sub_idle::run(&opts, output::emit_or_warn).await?;
+                }
             }
             Command::Storm(a) => {
                 let recover = match a.recover_missed {
@@ -429,9 +481,23 @@ fn main() -> Result<()> {
                     server_pid: a.server_pid,
                     label: a.sub.label.clone(),
                 };
-                output::emit(&duplex_bench::storm::run(&opts).await?)?;
+                let report = if processes > 1 {
+                    duplex_bench::storm::run_processes(&opts, processes, a.sub.client_threads)
+                        .await?
+                } else {
+                    duplex_bench::storm::run(&opts).await?
+                };
+                output::emit(&report)?;
             }
             Command::Soak(a) => duplex_bench::soak::run_cli(a).await?,
+            Command::Worker(_) => {
+                if let Some((job, cmds)) = job {
+                    // The parent was told why (and prints it).
+                    if duplex_bench::workers::run_child(job, cmds).await.is_err() {
+                        std::process::exit(1);
+                    }
+                }
+            }
             Command::Report(_)
             | Command::FanoutReport(_)
             | Command::ClusterReport(_)

@@ -4,9 +4,27 @@
 //!
 //! Owns only the display; the scenarios decide what to count.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// Set in client processes ([`crate::workers`]): no bars at all.
+static HIDDEN: AtomicBool = AtomicBool::new(false);
+
+/// Draws no bar from now on (a child process shares its parent's terminal).
+pub fn hide_all() {
+    HIDDEN.store(true, Ordering::Relaxed);
+}
+
+/// A bar of `len`, or a hidden one after [`hide_all`].
+fn new_bar(len: u64) -> ProgressBar {
+    if HIDDEN.load(Ordering::Relaxed) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len)
+    }
+}
 
 /// One bar; hidden when standard error is not a terminal.
 #[derive(Clone, Debug)]
@@ -17,7 +35,7 @@ pub struct Progress {
 impl Progress {
     /// A bar counting to `len`, labelled `what`.
     pub fn count(len: u64, what: &str) -> Self {
-        let bar = ProgressBar::new(len);
+        let bar = new_bar(len);
         if let Ok(style) =
             ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg} ({elapsed})")
         {
@@ -31,7 +49,7 @@ impl Progress {
     /// message can carry a live figure.
     pub fn timed(duration: Duration, what: &str) -> Self {
         let millis = duration.as_millis().min(u128::from(u64::MAX)) as u64;
-        let bar = ProgressBar::new(millis.max(1));
+        let bar = new_bar(millis.max(1));
         if let Ok(style) =
             ProgressStyle::with_template("{prefix:>12} [{bar:40}] {msg} ({elapsed}/{duration})")
         {

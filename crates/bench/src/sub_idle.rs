@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::procfs;
 use crate::subscriber::{SubKind, SubscribeSpec};
+use crate::workers::{per_process, shares, Cmd, Event, Job, Workers};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -62,6 +63,60 @@ pub struct SubIdleReport {
     /// Connections the server had closed by this step's reading (should
     /// be 0).
     pub dropped: u64,
+    /// Client processes the connections were spread over (`--processes`;
+    /// absent when they all ran in this process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<usize>,
+}
+
+/// One step's figures.
+struct Step {
+    connections: usize,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    prev: usize,
+    prev_rss: u64,
+    dropped: u64,
+}
+
+impl Step {
+    fn report(&self, opts: &SubIdleOptions, processes: Option<usize>) -> SubIdleReport {
+        let Self {
+            connections,
+            rss_before_kib,
+            rss_after_kib,
+            prev,
+            prev_rss,
+            dropped,
+        } = *self;
+        SubIdleReport {
+            scenario: "sub-idle",
+            server: opts.label.clone(),
+            transport: opts.subscribe.kind,
+            connections,
+            rss_before_kib,
+            rss_after_kib,
+            kib_per_connection: (rss_after_kib as f64 - rss_before_kib as f64) / connections as f64,
+            slope_from_connections: prev,
+            slope_kib_per_connection: (rss_after_kib as f64 - prev_rss as f64)
+                / (connections - prev) as f64,
+            dropped,
+            processes,
+        }
+    }
+}
+
+/// Refuses steps that are not positive and increasing, and a server pid
+/// without an RSS.
+fn check_options(opts: &SubIdleOptions) -> Result<()> {
+    if opts.steps.is_empty() || opts.steps.windows(2).any(|w| w[0] >= w[1]) || opts.steps[0] == 0 {
+        bail!(
+            "connection steps must be positive and increasing, got {:?}",
+            opts.steps
+        );
+    }
+    procfs::rss_kib(opts.server_pid).context("is --server-pid the server's process id?")?;
+    Ok(())
 }
 
 /// Runs the scenario, calling `report` after each step, and returns all
@@ -70,13 +125,7 @@ pub async fn run(
     opts: &SubIdleOptions,
     mut report: impl FnMut(&SubIdleReport),
 ) -> Result<Vec<SubIdleReport>> {
-    if opts.steps.is_empty() || opts.steps.windows(2).any(|w| w[0] >= w[1]) || opts.steps[0] == 0 {
-        bail!(
-            "connection steps must be positive and increasing, got {:?}",
-            opts.steps
-        );
-    }
-    procfs::rss_kib(opts.server_pid).context("is --server-pid the server's process id?")?;
+    check_options(opts)?;
     let rss_before_kib = settled_rss(opts.server_pid, opts.settle).await?;
     let dropped = Arc::new(AtomicU64::new(0));
     let mut keepalive = JoinSet::new();
@@ -99,19 +148,15 @@ pub async fn run(
             });
         }
         let rss_after_kib = settled_rss(opts.server_pid, opts.settle).await?;
-        let step = SubIdleReport {
-            scenario: "sub-idle",
-            server: opts.label.clone(),
-            transport: opts.subscribe.kind,
+        let step = Step {
             connections,
             rss_before_kib,
             rss_after_kib,
-            kib_per_connection: (rss_after_kib as f64 - rss_before_kib as f64) / connections as f64,
-            slope_from_connections: prev,
-            slope_kib_per_connection: (rss_after_kib as f64 - prev_rss as f64)
-                / (connections - prev) as f64,
+            prev,
+            prev_rss,
             dropped: dropped.load(Ordering::Relaxed),
-        };
+        }
+        .report(opts, None);
         report(&step);
         reports.push(step);
         (prev, prev_rss) = (connections, rss_after_kib);
@@ -119,6 +164,112 @@ pub async fn run(
     keepalive.abort_all();
     while keepalive.join_next().await.is_some() {}
     Ok(reports)
+}
+
+/// Runs the scenario with each step's new connections spread over
+/// `processes` client processes ([`crate::workers`], each with `threads`
+/// runtime threads); a step's RSS is read once every process says its
+/// share is open, and `dropped` adds up theirs.
+pub async fn run_processes(
+    opts: &SubIdleOptions,
+    processes: usize,
+    threads: usize,
+    mut report: impl FnMut(&SubIdleReport),
+) -> Result<Vec<SubIdleReport>> {
+    check_options(opts)?;
+    let job = Job::SubIdle {
+        spec: opts.subscribe.clone(),
+        ramp: per_process(opts.ramp_concurrency, processes),
+    };
+    let mut workers = Workers::spawn(&vec![job; processes], threads)?;
+    workers
+        .collect(|event| match event {
+            Event::Ready { .. } => Ok(Some(())),
+            other => bail!("expected ready, got {other:?}"),
+        })
+        .await?;
+    let rss_before_kib = settled_rss(opts.server_pid, opts.settle).await?;
+    let mut reports = Vec::new();
+    let (mut prev, mut prev_rss) = (0, rss_before_kib);
+    for &connections in &opts.steps {
+        for (i, r) in shares(prev, connections - prev, processes)
+            .into_iter()
+            .enumerate()
+        {
+            workers.send(
+                i,
+                &Cmd::Open {
+                    from: r.start,
+                    to: r.end,
+                },
+            )?;
+        }
+        let open = workers.collect(opened).await?;
+        if open.iter().map(|o| o.0).sum::<usize>() != connections {
+            bail!("the client processes hold {open:?} connections, expected {connections}");
+        }
+        let rss_after_kib = settled_rss(opts.server_pid, opts.settle).await?;
+        workers.send_all(&Cmd::Status)?;
+        let dropped = workers.collect(opened).await?.iter().map(|o| o.1).sum();
+        let step = Step {
+            connections,
+            rss_before_kib,
+            rss_after_kib,
+            prev,
+            prev_rss,
+            dropped,
+        }
+        .report(opts, Some(processes));
+        report(&step);
+        reports.push(step);
+        (prev, prev_rss) = (connections, rss_after_kib);
+    }
+    workers.finish()?;
+    Ok(reports)
+}
+
+/// The `(open, dropped)` of an [`Event::Opened`].
+fn opened(event: Event) -> Result<Option<(usize, u64)>> {
+    match event {
+        Event::Opened { open, dropped } => Ok(Some((open, dropped))),
+        other => bail!("expected opened, got {other:?}"),
+    }
+}
+
+/// A client process's side of [`run_processes`]: opens the connections
+/// each [`Cmd::Open`] asks for and keeps them answering pings; answers
+/// [`Cmd::Open`] and [`Cmd::Status`] with how many it holds and how many
+/// the server closed.
+pub(crate) async fn worker(
+    spec: &SubscribeSpec,
+    ramp: usize,
+    mut cmds: tokio::sync::mpsc::UnboundedReceiver<Cmd>,
+) -> Result<()> {
+    crate::workers::emit(&Event::Ready { opened: 0 });
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut keepalive = JoinSet::new();
+    let mut open = 0;
+    loop {
+        match crate::workers::next_cmd(&mut cmds).await? {
+            Cmd::Open { from, to } => {
+                let more = crate::subscriber::open_range(spec, from..to, ramp).await?;
+                open += more.len();
+                for sub in more {
+                    let dropped = Arc::clone(&dropped);
+                    keepalive.spawn(async move {
+                        let _ = sub.idle().await;
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+            }
+            Cmd::Status => {}
+            other => bail!("unexpected command {other:?}"),
+        }
+        crate::workers::emit(&Event::Opened {
+            open,
+            dropped: dropped.load(Ordering::Relaxed),
+        });
+    }
 }
 
 /// Reads the RSS of `pid` once it has stopped moving: after at least

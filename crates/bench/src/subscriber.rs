@@ -38,7 +38,9 @@ use crate::target::Target;
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which protocol the subscribers speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SubKind {
     /// duplex's plain WebSocket (Centrifugo JSON protocol).
@@ -69,7 +71,7 @@ impl SubKind {
 }
 
 /// How to connect and what to join.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SubscribeSpec {
     /// The protocol.
     pub kind: SubKind,

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use anyhow::{bail, Context as _, Result};
 
 /// Where to connect and what to put in the upgrade request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     /// The resolved socket address.
     pub addr: SocketAddr,
