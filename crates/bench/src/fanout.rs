@@ -319,36 +319,19 @@ where
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 
-    let (server_cpu_seconds, server_user_seconds) =
-        crate::sio::server_cpu(server_cpu0, server_cpu1);
-    let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
-    let cdf_us = cdf_points().filter_map(|q| us(q).map(|v| (q, v))).collect();
-    let report = FanoutReport {
-        scenario: "fanout",
-        server: opts.label.clone(),
-        transport: opts.subscribe.kind,
-        publisher: opts.publisher.name(),
-        subscribers: opts.subscribers,
-        size: opts.size,
-        rate: opts.rate,
-        window: opts.window,
-        publications,
-        deliveries,
-        seconds,
-        deliveries_per_sec: deliveries as f64 / seconds,
-        server_cpu_seconds,
-        server_user_seconds,
-        deliveries_per_server_cpu_sec: server_cpu_seconds
-            .filter(|&cpu| cpu > 0.0)
-            .map(|cpu| deliveries as f64 / cpu),
-        client_cpu_seconds: crate::sio::ticks_to_seconds(client_cpu0, client_cpu1),
-        p50_us: us(0.50),
-        p90_us: us(0.90),
-        p99_us: us(0.99),
-        max_us: (!latency.is_empty()).then_some(max_ns as f64 / 1000.0),
-        cdf_us,
-        processes: None,
-    };
+    let report = fanout_report(
+        opts,
+        Measured {
+            publications,
+            deliveries,
+            seconds,
+            server_cpu: crate::sio::server_cpu(server_cpu0, server_cpu1),
+            client_cpu_seconds: crate::sio::ticks_to_seconds(client_cpu0, client_cpu1),
+            latency,
+            max_ns,
+            processes: None,
+        },
+    );
     Ok(Spread {
         report,
         groups,
@@ -517,11 +500,41 @@ pub async fn run_processes(
     while tasks.join_next().await.is_some() {}
     workers.finish()?;
 
-    let (server_cpu_seconds, server_user_seconds) =
-        crate::sio::server_cpu(server_cpu0, server_cpu1);
+    Ok(fanout_report(
+        opts,
+        Measured {
+            publications,
+            deliveries,
+            seconds,
+            server_cpu: crate::sio::server_cpu(server_cpu0, server_cpu1),
+            client_cpu_seconds: crate::sio::ticks_to_seconds(Some(0), client_ticks),
+            latency,
+            max_ns,
+            processes: Some(processes),
+        },
+    ))
+}
+
+/// What one fan-out measured, in one process or merged from several.
+struct Measured {
+    publications: u64,
+    deliveries: u64,
+    seconds: f64,
+    /// Server CPU seconds, all and user space.
+    server_cpu: (Option<f64>, Option<f64>),
+    client_cpu_seconds: Option<f64>,
+    latency: Histogram,
+    max_ns: u64,
+    processes: Option<usize>,
+}
+
+/// The result line of a fan-out.
+fn fanout_report(opts: &FanoutOptions, m: Measured) -> FanoutReport {
+    let (server_cpu_seconds, server_user_seconds) = m.server_cpu;
+    let latency = &m.latency;
     let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
     let cdf_us = cdf_points().filter_map(|q| us(q).map(|v| (q, v))).collect();
-    Ok(FanoutReport {
+    FanoutReport {
         scenario: "fanout",
         server: opts.label.clone(),
         transport: opts.subscribe.kind,
@@ -530,23 +543,23 @@ pub async fn run_processes(
         size: opts.size,
         rate: opts.rate,
         window: opts.window,
-        publications,
-        deliveries,
-        seconds,
-        deliveries_per_sec: deliveries as f64 / seconds,
+        publications: m.publications,
+        deliveries: m.deliveries,
+        seconds: m.seconds,
+        deliveries_per_sec: m.deliveries as f64 / m.seconds,
         server_cpu_seconds,
         server_user_seconds,
         deliveries_per_server_cpu_sec: server_cpu_seconds
             .filter(|&cpu| cpu > 0.0)
-            .map(|cpu| deliveries as f64 / cpu),
-        client_cpu_seconds: crate::sio::ticks_to_seconds(Some(0), client_ticks),
+            .map(|cpu| m.deliveries as f64 / cpu),
+        client_cpu_seconds: m.client_cpu_seconds,
         p50_us: us(0.50),
         p90_us: us(0.90),
         p99_us: us(0.99),
-        max_us: (!latency.is_empty()).then_some(max_ns as f64 / 1000.0),
+        max_us: (!latency.is_empty()).then_some(m.max_ns as f64 / 1000.0),
         cdf_us,
-        processes: Some(processes),
-    })
+        processes: m.processes,
+    }
 }
 
 /// A client process's side of [`run_processes`]: opens subscribers
