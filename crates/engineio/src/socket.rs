@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -67,6 +68,12 @@ pub(crate) struct State {
     /// A poll request is waiting.
     pub(crate) poll_active: bool,
     pub(crate) closed: Option<CloseReason>,
+    /// The WebSocket task's waker while it waits for frames; taken by
+    /// whoever queues for it (or closes the session), so that a burst of
+    /// packets wakes it once. Kept here rather than as a notifier waiter in
+    /// the task: a waiter is 64 bytes of every idle session's task, this is
+    /// 16 in the session, and the queueing side already holds this lock.
+    pub(crate) writer: Option<Waker>,
 }
 
 /// Shared state of one session.
@@ -80,8 +87,9 @@ pub(crate) struct Session {
     /// whatever is queued meanwhile is written when the handler returns, so
     /// queueing need not wake that task (which would cost it a spare turn).
     pub(crate) dispatching: AtomicBool,
-    /// Frames were queued since the WebSocket task last drained the queue
-    /// (set and cleared under the state lock; read without it as a hint).
+    /// Frames were queued (or the session was closed) since the WebSocket
+    /// task last drained the queue (set and cleared under the state lock;
+    /// read without it as a hint).
     pub(crate) queued: AtomicBool,
     /// Woken on each pong, so the next ping is scheduled from it.
     pub(crate) pong: Notify,
@@ -91,15 +99,15 @@ pub(crate) struct Session {
     data: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-/// What a session keeps of its handshake request, compactly: the header
-/// block is one owned buffer, turned back into a `HeaderMap` on demand.
+/// What a session keeps of its handshake request, compactly: the method,
+/// the path and query and the header block are one owned buffer, turned
+/// back into request parts on demand.
 #[derive(Debug)]
 struct RequestInfo {
-    method: http::Method,
-    uri: http::Uri,
+    /// `method\0path?query\0`, then `name\0value\0` for each header, in
+    /// order (none of them may hold a NUL byte).
+    head: Box<[u8]>,
     version: http::Version,
-    /// `name\0value\0` for each header, in order.
-    headers: Box<[u8]>,
     peer: Option<std::net::SocketAddr>,
 }
 
@@ -108,33 +116,46 @@ impl RequestInfo {
     /// of the HTTP connection's read buffer, and keeping them would keep
     /// that whole buffer alive for the session's life.
     fn new(parts: &http::request::Parts) -> Self {
-        let mut headers = Vec::new();
+        let path_and_query = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
+        let mut head = Vec::with_capacity(
+            parts.method.as_str().len()
+                + path_and_query.len()
+                + 2
+                + parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| name.as_str().len() + value.len() + 2)
+                    .sum::<usize>(),
+        );
+        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.push(0);
+        head.extend_from_slice(path_and_query.as_bytes());
+        head.push(0);
         for (name, value) in &parts.headers {
-            headers.extend_from_slice(name.as_str().as_bytes());
-            headers.push(0);
-            headers.extend_from_slice(value.as_bytes());
-            headers.push(0);
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.push(0);
+            head.extend_from_slice(value.as_bytes());
+            head.push(0);
         }
-        let uri = parts
-            .uri
-            .path_and_query()
-            .and_then(|pq| http::Uri::try_from(pq.as_str()).ok())
-            .unwrap_or_default();
         Self {
-            method: parts.method.clone(),
-            uri,
+            head: head.into_boxed_slice(),
             version: parts.version,
-            headers: headers.into_boxed_slice(),
             peer: parts.extensions.get::<std::net::SocketAddr>().copied(),
         }
     }
 
     fn to_parts(&self) -> http::request::Parts {
         let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = self.method.clone();
-        parts.uri = self.uri.clone();
+        let mut fields = self.head.split(|b| *b == 0);
+        if let Some(method) = fields.next().and_then(|m| http::Method::from_bytes(m).ok()) {
+            parts.method = method;
+        }
+        // A request without a path and query kept the default URI (`/`).
+        parts.uri = fields
+            .next()
+            .and_then(|pq| http::Uri::try_from(pq).ok())
+            .unwrap_or_default();
         parts.version = self.version;
-        let mut fields = self.headers.split(|b| *b == 0);
         while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
             if let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(name),
@@ -167,6 +188,7 @@ impl Session {
                 upgrading: false,
                 poll_active: false,
                 closed: None,
+                writer: None,
             }),
             wake: Notify::new(),
             pong_seen: AtomicBool::new(true),
@@ -199,18 +221,34 @@ impl Session {
         }
         state.queue.push_back(frame);
         self.queued.store(true, Ordering::Release);
-        drop(state);
-        self.wake_writer();
+        self.wake_writer(state);
         Ok(())
     }
 
     /// Wakes the transport to write what was queued, unless the WebSocket
-    /// task is inside the handler: it drains the queue right after. Read
-    /// after the queue's lock was released: a push that the task's drain
-    /// missed sees the flag the task cleared before that drain.
-    fn wake_writer(&self) {
-        if !self.dispatching.load(Ordering::Acquire) {
-            self.wake.notify_one();
+    /// task is inside the handler: it drains the queue right after (a push
+    /// that the task's drain misses sees the flag the task cleared before
+    /// that drain: it locks the state after clearing it). Releases the
+    /// lock before waking anyone.
+    pub(crate) fn wake_writer(&self, mut state: MutexGuard<'_, State>) {
+        if self.dispatching.load(Ordering::Acquire) {
+            return;
+        }
+        let writer = state.writer.take();
+        drop(state);
+        self.wake.notify_one();
+        if let Some(writer) = writer {
+            writer.wake();
+        }
+    }
+
+    /// Registers the WebSocket task to be woken when frames are queued or
+    /// the session closes (see [`State::writer`]).
+    pub(crate) fn set_writer(&self, waker: &Waker) {
+        let mut state = self.lock();
+        match &state.writer {
+            Some(kept) if kept.will_wake(waker) => {}
+            _ => state.writer = Some(waker.clone()),
         }
     }
 
@@ -221,9 +259,15 @@ impl Session {
             return false;
         }
         state.closed = Some(reason);
+        // The WebSocket task looks at the session when this is set.
+        self.queued.store(true, Ordering::Release);
+        let writer = state.writer.take();
         drop(state);
         self.wake.notify_one();
         self.wake.notify_waiters();
+        if let Some(writer) = writer {
+            writer.wake();
+        }
         true
     }
 
@@ -308,8 +352,7 @@ impl Socket {
         }
         state.queue.push_back(frame);
         self.session.queued.store(true, Ordering::Release);
-        drop(state);
-        self.session.wake_writer();
+        self.session.wake_writer(state);
         true
     }
 
@@ -335,4 +378,44 @@ impl Eq for Socket {}
 pub(crate) fn pong_received(session: &Session) {
     session.pong_seen.store(true, Ordering::Release);
     session.pong.notify_one();
+}
+
+#[cfg(test)]
+mod request_info_tests {
+    use super::RequestInfo;
+
+    #[test]
+    fn the_handshake_request_comes_back_whole() {
+        let peer: std::net::SocketAddr = "[::1]:4321".parse().unwrap();
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri("http://example.com/socket.io/?EIO=4&transport=websocket")
+            .version(http::Version::HTTP_11)
+            .header("cookie", "a=1")
+            .header("x-many", "one")
+            .header("x-many", "two")
+            .header("user-agent", "t\u{e9}st".as_bytes())
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(peer);
+        let (parts, ()) = req.into_parts();
+        let back = RequestInfo::new(&parts).to_parts();
+        assert_eq!(back.method, http::Method::POST);
+        // Only the path and query are kept, as before.
+        assert_eq!(back.uri, "/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(back.version, http::Version::HTTP_11);
+        assert_eq!(back.headers, parts.headers);
+        assert_eq!(back.extensions.get::<std::net::SocketAddr>(), Some(&peer));
+    }
+
+    #[test]
+    fn a_request_without_headers_or_path() {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.uri = http::Uri::from_static("example.com:443");
+        let back = RequestInfo::new(&parts).to_parts();
+        assert_eq!(back.method, http::Method::GET);
+        assert_eq!(back.uri, "/");
+        assert!(back.headers.is_empty());
+        assert!(back.extensions.get::<std::net::SocketAddr>().is_none());
+    }
 }

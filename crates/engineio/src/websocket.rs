@@ -37,7 +37,7 @@ pub(crate) fn upgrade<H: Handler, B>(
         }
     }
     let mut req = Request::from_parts(parts, body);
-    let (response, pending) = match ws::upgrade::<B, ResponseBody>(&mut req, &inner.acceptor) {
+    let (response, mut pending) = match ws::upgrade::<B, ResponseBody>(&mut req, &inner.acceptor) {
         Ok(accepted) => accepted,
         Err(e) => {
             tracing::debug!("websocket upgrade refused: {e}");
@@ -46,12 +46,15 @@ pub(crate) fn upgrade<H: Handler, B>(
     };
     let (parts, _) = req.into_parts();
     let inner = inner.clone();
+    // This task lives only for the handshake, but many run at once while
+    // clients connect: awaited in place and with the (rare) upgrade of a
+    // polling session boxed, it is a third of the size.
     tokio::spawn(async move {
-        let Ok(socket) = pending.await else {
+        let Ok(socket) = (&mut pending).await else {
             return;
         };
         match existing {
-            Some(session) => upgrade_session(inner, socket, session).await,
+            Some(session) => Box::pin(upgrade_session(inner, socket, session)).await,
             None => {
                 let socket_handle = inner.open_session(TransportKind::WebSocket, parts);
                 let session = socket_handle.session.clone();
@@ -163,8 +166,8 @@ async fn upgrade_session<H, S>(
 enum Turn {
     /// A message (or the end) from the WebSocket.
     Message(Option<Result<Message, ws::Error>>),
-    /// Frames were queued (the notifier fired, or the queue holds frames).
-    Queued { notified: bool },
+    /// Frames were queued, or the session closed.
+    Queued,
     /// The heartbeat timer.
     Timer,
 }
@@ -181,126 +184,135 @@ fn dispatch<H: Handler>(inner: &Inner<H>, session: &Arc<Session>, packet: Packet
 /// Moves packets both ways until the session or the socket ends; with
 /// `heartbeat`, also pings an interval after the open and after each pong,
 /// and ends the session when a pong is late.
-async fn run<H, S>(
+///
+/// Not an `async fn`: its future would move each argument (the WebSocket
+/// among them) from the slot it was passed in into a second one, and keep
+/// both for the session's life. The block below uses what it captured in
+/// place.
+#[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
+fn run<H, S>(
     inner: Arc<Inner<H>>,
     mut socket: WebSocket<S>,
     session: Arc<Session>,
     heartbeat: bool,
-) where
+) -> impl Future<Output = ()> + Send
+where
     H: Handler,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let interval = inner.config.ping_interval;
-    let timeout = inner.config.ping_timeout;
-    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365);
-    let timer = tokio::time::sleep_until(if heartbeat {
-        tokio::time::Instant::now() + interval
-    } else {
-        far()
-    });
-    tokio::pin!(timer);
-    // One waiter for the whole loop, made anew only after it fires: a fresh
-    // one per turn would join and leave the notifier's list every message.
-    let notified = session.wake.notified();
-    tokio::pin!(notified);
-    let mut awaiting_pong = false;
-    let mut drained_last = false;
-    let ended_by_client = 'session: loop {
-        {
-            let mut state = session.lock();
-            if state.closed.is_some() {
-                break 'session None;
-            }
-            session.queued.store(false, Ordering::Relaxed);
-            let mut drained = 0usize;
-            while let Some(frame) = state.queue.pop_front() {
-                drained += 1;
-                if socket.queue_shared(&frame).is_err() {
-                    break 'session Some(CloseReason::SlowClient);
+    async move {
+        let first_ping = if heartbeat {
+            inner.config.ping_interval
+        } else {
+            std::time::Duration::from_secs(86_400 * 365)
+        };
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now() + first_ping);
+        tokio::pin!(timer);
+        let mut awaiting_pong = false;
+        let mut drained_last = false;
+        let ended_by_client = 'session: loop {
+            {
+                let mut state = session.lock();
+                if state.closed.is_some() {
+                    break 'session None;
+                }
+                session.queued.store(false, Ordering::Relaxed);
+                let mut drained = 0usize;
+                while let Some(frame) = state.queue.pop_front() {
+                    drained += 1;
+                    if socket.queue_shared(&frame).is_err() {
+                        break 'session Some(CloseReason::SlowClient);
+                    }
+                }
+                // An idle session keeps no queue buffer (its first packets
+                // would otherwise leave one for its whole life). Released on a
+                // turn that found the queue empty (a heartbeat at the latest),
+                // not after every drain: a busy session would pay a free and
+                // an allocation per frame.
+                if drained == 0 && state.queue.capacity() > 0 {
+                    state.queue = std::collections::VecDeque::new();
                 }
             }
-            // An idle session keeps no queue buffer (its first packets
-            // would otherwise leave one for its whole life). Released on a
-            // turn that found the queue empty (a heartbeat at the latest),
-            // not after every drain: a busy session would pay a free and
-            // an allocation per frame.
-            if drained == 0 && state.queue.capacity() > 0 {
-                state.queue = std::collections::VecDeque::new();
-            }
-        }
-        // Frames another task queued (a broadcast) come first: their writer
-        // is the read call below, so reading first would cost a read that
-        // finds nothing and a second one after the drain. Not on the turn
-        // right after such a drain unless the task slept in between, so
-        // that the socket is read however busy the queue. Then the socket,
-        // then the notifier (which also keeps the task registered for
-        // wake-ups), then the heartbeat.
-        let mut queued_first = !drained_last;
-        let turn = poll_fn(|cx| {
-            if queued_first && session.queued.load(Ordering::Acquire) {
-                let fired = notified.as_mut().poll(cx).is_ready();
-                return Poll::Ready(Turn::Queued { notified: fired });
-            }
-            if let Poll::Ready(message) = socket.poll_recv(cx) {
-                return Poll::Ready(Turn::Message(message));
-            }
-            if notified.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Turn::Queued { notified: true });
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Turn::Timer);
-            }
-            queued_first = true;
-            Poll::Pending
-        })
-        .await;
-        drained_last = matches!(turn, Turn::Queued { .. });
-        match turn {
-            Turn::Message(message) => match message {
-                Some(Ok(Message::Text(text))) => match Packet::from_ws_text(text) {
-                    Ok(packet) => dispatch(&inner, &session, packet),
-                    Err(_) => break 'session Some(CloseReason::ParseError),
+            // Frames another task queued (a broadcast) come first: their writer
+            // is the read call below, so reading first would cost a read that
+            // finds nothing and a second one after the drain. Not on the turn
+            // right after such a drain unless the task slept in between, so
+            // that the socket is read however busy the queue. Then the socket,
+            // then the queue again (after registering for wake-ups: whoever
+            // queues after this check wakes the task), then the heartbeat.
+            let mut queued_first = !drained_last;
+            let turn = poll_fn(|cx| {
+                if queued_first && session.queued.load(Ordering::Acquire) {
+                    return Poll::Ready(Turn::Queued);
+                }
+                if let Poll::Ready(message) = socket.poll_recv(cx) {
+                    return Poll::Ready(Turn::Message(message));
+                }
+                session.set_writer(cx.waker());
+                if session.queued.load(Ordering::Acquire) {
+                    return Poll::Ready(Turn::Queued);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Turn::Timer);
+                }
+                queued_first = true;
+                Poll::Pending
+            })
+            .await;
+            drained_last = matches!(turn, Turn::Queued);
+            match turn {
+                Turn::Message(message) => match message {
+                    Some(Ok(Message::Text(text))) => match Packet::from_ws_text(text) {
+                        Ok(packet) => dispatch(&inner, &session, packet),
+                        Err(_) => break 'session Some(CloseReason::ParseError),
+                    },
+                    Some(Ok(Message::Binary(data))) => {
+                        dispatch(&inner, &session, Packet::from_ws_binary(data));
+                    }
+                    Some(Ok(Message::Close(_))) | None => {
+                        break 'session Some(CloseReason::TransportClose)
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => break 'session Some(CloseReason::TransportError),
                 },
-                Some(Ok(Message::Binary(data))) => {
-                    dispatch(&inner, &session, Packet::from_ws_binary(data));
+                Turn::Queued => {}
+                Turn::Timer => {
+                    if awaiting_pong {
+                        break 'session Some(CloseReason::PingTimeout);
+                    }
+                    session.pong_seen.store(false, Ordering::Release);
+                    if socket.queue_shared(&ping_frame()).is_err() {
+                        break 'session Some(CloseReason::SlowClient);
+                    }
+                    awaiting_pong = true;
+                    timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + inner.config.ping_timeout);
                 }
-                Some(Ok(Message::Close(_))) | None => {
-                    break 'session Some(CloseReason::TransportClose)
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) => break 'session Some(CloseReason::TransportError),
-            },
-            Turn::Queued { notified: true } => notified.set(session.wake.notified()),
-            Turn::Queued { notified: false } => {}
-            Turn::Timer => {
-                if awaiting_pong {
-                    break 'session Some(CloseReason::PingTimeout);
-                }
-                session.pong_seen.store(false, Ordering::Release);
-                if socket.queue_shared(&ping_frame()).is_err() {
-                    break 'session Some(CloseReason::SlowClient);
-                }
-                awaiting_pong = true;
-                timer.as_mut().reset(tokio::time::Instant::now() + timeout);
             }
-        }
-        if awaiting_pong && session.pong_seen.load(Ordering::Acquire) {
-            awaiting_pong = false;
-            timer.as_mut().reset(tokio::time::Instant::now() + interval);
-        }
-    };
-    match ended_by_client {
-        Some(reason) => inner.close_session(&session, reason),
-        None => {
-            // Closed by the server: deliver what was queued last (e.g. a
-            // Socket.IO disconnect), then close the WebSocket.
-            let frames: Vec<SharedFrame> = session.lock().queue.drain(..).collect();
-            for frame in &frames {
-                let _ = socket.queue_shared(frame);
+            if awaiting_pong && session.pong_seen.load(Ordering::Acquire) {
+                awaiting_pong = false;
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + inner.config.ping_interval);
             }
-            // Boxed: the close handshake's timer and state would otherwise
-            // be part of every idle session's task.
-            let _ = Box::pin(socket.close(None)).await;
+        };
+        // The task is ending: its waker would keep the task's memory for as
+        // long as the session is referenced.
+        session.lock().writer = None;
+        match ended_by_client {
+            Some(reason) => inner.close_session(&session, reason),
+            None => {
+                // Closed by the server: deliver what was queued last (e.g. a
+                // Socket.IO disconnect), then close the WebSocket.
+                let frames: Vec<SharedFrame> = session.lock().queue.drain(..).collect();
+                for frame in &frames {
+                    let _ = socket.queue_shared(frame);
+                }
+                // Boxed: the close handshake's timer and state would otherwise
+                // be part of every idle session's task.
+                let _ = Box::pin(socket.close(None)).await;
+            }
         }
     }
 }

@@ -110,23 +110,19 @@ type Pending = Arc<Mutex<HashMap<Arc<str>, Weak<SioConn>>>>;
 /// answer goes out, so that no event a fast client sends right after it
 /// can miss them.
 fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String> {
-    // Parsed here and dropped: `Socket::auth` would keep the parsed
-    // object (hundreds of bytes) for the socket's life.
-    let auth: Value = serde_json::from_str(socket.auth_json()).unwrap_or(Value::Null);
-    let token = auth.get("token").and_then(Value::as_str).unwrap_or("");
+    // Read from the text: `Socket::auth` would keep the parsed object
+    // (hundreds of bytes) for the socket's life.
+    let token = auth_token(socket.auth_json());
+    let token = token.as_str();
     // The socket is known from here on; it is admitted (and can receive)
-    // only after this middleware.
-    let slot: Slot = Arc::new(Mutex::new(Some(socket.clone())));
-    let conn_cell: ConnCell = Arc::default();
-    let session = Session::new(
-        node.clone(),
-        Arc::<str>::from(socket.id()),
-        Arc::new(SioFactory {
-            slot: slot.clone(),
-            node: node.clone(),
-            conn: conn_cell.clone(),
-        }),
-    );
+    // only after this middleware. The socket lives in the connection; the
+    // subscriber factory points back to it (one allocation, where a socket
+    // slot, a connection cell and the factory were three).
+    let factory = Arc::new(SioFactory {
+        node: node.clone(),
+        conn: std::sync::OnceLock::new(),
+    });
+    let session = Session::new(node.clone(), socket.id_arc(), factory.clone());
     let creds = match session.authenticate(token) {
         Ok(creds) => creds,
         Err(err) => {
@@ -145,7 +141,7 @@ fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String
         node,
         client: session.client_id().clone(),
         user: creds.user.clone(),
-        slot,
+        slot: Mutex::new(Some(socket.clone())),
         state: Mutex::new(State {
             jobs: VecDeque::new(),
             running: false,
@@ -156,7 +152,7 @@ fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String
             timer: None,
         }),
     });
-    let _ = conn_cell.set(Arc::downgrade(&conn));
+    let _ = factory.conn.set(Arc::downgrade(&conn));
     {
         // One catch-all instead of a handler per event: less memory per
         // socket, and unknown events are answered (104) instead of ignored.
@@ -201,6 +197,44 @@ fn authorize(node: Node, pending: &Pending, socket: Socket) -> Result<(), String
     Ok(())
 }
 
+/// `auth.token` from the CONNECT payload's JSON text: the top-level
+/// object's last `token` field if it is a string, else empty (what
+/// `value.get("token")` and `as_str` give on the parsed value), without
+/// building that value (a one-field object is a B-tree node of over 600
+/// bytes, made and freed for every connection).
+fn auth_token(json: &str) -> String {
+    struct Token(String);
+    struct TokenVisitor;
+    impl<'de> serde::de::Visitor<'de> for TokenVisitor {
+        type Value = Token;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Token, A::Error> {
+            let mut token = String::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "token" {
+                    token = match map.next_value::<Value>()? {
+                        Value::String(text) => text,
+                        _ => String::new(),
+                    };
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(Token(token))
+        }
+    }
+    impl<'de> Deserialize<'de> for Token {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(TokenVisitor)
+        }
+    }
+    serde_json::from_str::<Token>(json)
+        .map(|t| t.0)
+        .unwrap_or_default()
+}
+
 /// The `connect_error` message for a refused token.
 fn refusal(err: &SessionError, no_token: bool) -> String {
     match err.code() {
@@ -236,13 +270,6 @@ fn admitted(pending: &Pending, socket: Socket) {
     }
     conn.enqueue(Job::Start);
 }
-
-/// The connection's socket; emptied at close.
-type Slot = Arc<Mutex<Option<Socket>>>;
-
-/// The connection, for its subscribers to queue commands on (set once the
-/// connection exists, before anything can subscribe).
-type ConnCell = Arc<std::sync::OnceLock<Weak<SioConn>>>;
 
 enum Job {
     /// Finish connecting: server-side subscriptions from the token.
@@ -281,7 +308,8 @@ struct SioConn {
     node: Node,
     client: Arc<str>,
     user: Arc<str>,
-    slot: Slot,
+    /// The connection's socket; emptied at close.
+    slot: Mutex<Option<Socket>>,
     state: Mutex<State>,
 }
 
@@ -315,8 +343,10 @@ impl SioConn {
                 }
             }
         };
+        // Each job's work is boxed: the task keeps only the loop's state
+        // between jobs, and a job's (large) future lives while it runs.
         if let Some(creds) = creds {
-            self.start(&mut session, *creds).await;
+            Box::pin(self.start(&mut session, *creds)).await;
         }
         loop {
             let job = {
@@ -338,11 +368,11 @@ impl SioConn {
                     event,
                     data,
                     ack,
-                } => self.on_event(&mut session, &socket, event, data, ack).await,
-                Job::Command(command) => self.on_command(&mut session, command).await,
-                Job::Expiry => self.on_expiry(&mut session).await,
+                } => Box::pin(self.on_event(&mut session, &socket, event, data, ack)).await,
+                Job::Command(command) => Box::pin(self.on_command(&mut session, command)).await,
+                Job::Expiry => Box::pin(self.on_expiry(&mut session)).await,
                 Job::Closed => {
-                    self.close(&mut session).await;
+                    Box::pin(self.close(&mut session)).await;
                     return;
                 }
             }
@@ -748,17 +778,20 @@ impl ClientHandle for SioHandle {
 
 /// Builds subscribers that emit into the connection's socket.
 struct SioFactory {
-    slot: Slot,
     node: Node,
-    conn: ConnCell,
+    /// The connection, for its socket and for its subscribers to queue
+    /// commands on (set once the connection exists, before anything can
+    /// subscribe). Weak: the connection holds the session, which holds this.
+    conn: std::sync::OnceLock<Weak<SioConn>>,
 }
 
 impl SubscriberFactory for SioFactory {
     fn subscriber(&self, _channel: &ChannelName, generation: u64) -> Arc<dyn Subscriber> {
+        let conn = self.conn.get().cloned().unwrap_or_default();
         Arc::new(SioSubscriber {
-            socket: lock(&self.slot).clone(),
+            socket: conn.upgrade().and_then(|conn| conn.socket()),
             node: self.node.clone(),
-            conn: self.conn.get().cloned().unwrap_or_default(),
+            conn,
             generation,
         })
     }
@@ -852,6 +885,30 @@ mod tests {
             frame.0.payload(),
             br#"42["publication",{"channel":"c","data":1}]"#
         );
+    }
+
+    #[test]
+    fn auth_token_reads_as_the_parsed_value_does() {
+        let cases = [
+            r#"{"token":"abc"}"#,
+            r#"{"a":[1,{"token":"no"}],"token":"yes","b":null}"#,
+            r#"{"token":"first","token":"last"}"#,
+            r#"{"token":"a\"b\u00e9"}"#,
+            r#"{"tok\u0065n":"escaped key"}"#,
+            r#"{"token":12}"#,
+            r#"{"token":null}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"null"#,
+            r#""token""#,
+            r#"{"token":"x""#,
+            "",
+        ];
+        for json in cases {
+            let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+            let expected = value.get("token").and_then(Value::as_str).unwrap_or("");
+            assert_eq!(auth_token(json), expected, "{json}");
+        }
     }
 
     #[test]

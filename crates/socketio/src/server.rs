@@ -23,11 +23,62 @@ use crate::namespace::{Middleware, Namespace, ServerEventHandler, Template};
 use crate::sync::{lock, read, write};
 use crate::{Socket, SocketIoConfig};
 
-/// One Engine.IO session's Socket.IO state.
+/// One Engine.IO session's Socket.IO state, kept as the session's data
+/// (one allocation, no reference count of its own).
 struct Client {
-    /// Its sockets by namespace: almost always one, so a small list.
-    sockets: Mutex<Vec<Socket>>,
-    assembler: Mutex<BinaryAssembler>,
+    /// Its sockets by namespace: almost always one.
+    sockets: Mutex<Sockets>,
+    /// A binary packet waiting for its attachments: boxed, and only while
+    /// one is waiting (an assembler between packets holds nothing, so a
+    /// fresh one per packet behaves the same).
+    assembler: Mutex<Option<Box<BinaryAssembler>>>,
+}
+
+/// A client's sockets, one per namespace, in the order they connected. The
+/// first is kept inline: most clients use one namespace and then need no
+/// list buffer.
+#[derive(Default)]
+struct Sockets {
+    first: Option<Socket>,
+    more: Vec<Socket>,
+}
+
+impl Sockets {
+    fn iter(&self) -> impl Iterator<Item = &Socket> {
+        self.first.iter().chain(self.more.iter())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push(&mut self, socket: Socket) {
+        if self.first.is_none() {
+            self.first = Some(socket);
+        } else {
+            self.more.push(socket);
+        }
+    }
+
+    /// Keeps the sockets `keep` accepts, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&Socket) -> bool) {
+        if self.first.as_ref().is_some_and(|s| !keep(s)) {
+            self.first = None;
+        }
+        self.more.retain(keep);
+        if self.first.is_none() && !self.more.is_empty() {
+            self.first = Some(self.more.remove(0));
+        }
+        if self.more.is_empty() {
+            self.more = Vec::new();
+        }
+    }
+
+    /// Takes every socket out, in order.
+    fn take_all(&mut self) -> Vec<Socket> {
+        let Sockets { first, more } = std::mem::take(self);
+        first.into_iter().chain(more).collect()
+    }
 }
 
 type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -39,7 +90,7 @@ pub(crate) struct Server {
     /// Clients that must connect to a namespace by a deadline, oldest
     /// first (every deadline is open time + the same timeout). One sweeper
     /// task serves them all, rather than a timer task per connection.
-    deadlines: Mutex<VecDeque<(Instant, Weak<Client>, engineio::Socket)>>,
+    deadlines: Mutex<VecDeque<(Instant, engineio::Socket)>>,
     deadline_added: Arc<Notify>,
     sweeper_started: AtomicBool,
 }
@@ -222,7 +273,7 @@ impl Server {
         Some(ns.clone())
     }
 
-    fn dispatch(&self, client: &Arc<Client>, engine: &engineio::Socket, packet: Packet) {
+    fn dispatch(&self, client: &Client, engine: &engineio::Socket, packet: Packet) {
         let socket = lock(&client.sockets)
             .iter()
             .find(|s| s.0.ns.name.as_bytes() == packet.namespace.as_bytes())
@@ -253,7 +304,7 @@ impl Server {
         }
     }
 
-    fn connect(&self, client: &Arc<Client>, engine: &engineio::Socket, packet: Packet) {
+    fn connect(&self, client: &Client, engine: &engineio::Socket, packet: Packet) {
         let Some(ns) = self.namespace_or_dynamic(&packet.namespace) else {
             let refusal = Packet::connect_error(packet.namespace.clone(), "Invalid namespace");
             let _ = send(engine, &refusal);
@@ -273,7 +324,6 @@ impl Server {
             );
             return;
         }
-        let client = client.clone();
         let engine = engine.clone();
         tokio::spawn(async move {
             let restored = match resume {
@@ -312,7 +362,9 @@ impl Server {
                 }
             }
             if !engine.is_closed() {
-                admit(&client, &ns, socket, missed);
+                if let Some(client) = engine.data::<Client>() {
+                    admit(client, &ns, socket, missed);
+                }
             }
         });
     }
@@ -336,12 +388,7 @@ fn send(engine: &engineio::Socket, packet: &Packet) -> bool {
 /// The socket passed its middleware: register it, answer the CONNECT (with
 /// the recovery `pid` when recovery is on), replay what a recovered socket
 /// missed, and run the namespace's connection handler.
-fn admit(
-    client: &Arc<Client>,
-    ns: &Arc<Namespace>,
-    socket: Socket,
-    missed: Vec<engineio::SharedFrame>,
-) {
+fn admit(client: &Client, ns: &Arc<Namespace>, socket: Socket, missed: Vec<engineio::SharedFrame>) {
     {
         let mut sockets = lock(&client.sockets);
         sockets.retain(|s| s.namespace() != ns.name.as_str());
@@ -374,17 +421,24 @@ async fn sweep_connect_deadlines(server: Weak<Server>) {
         let mut expired = Vec::new();
         let next = {
             let mut queue = lock(&srv.deadlines);
-            while queue.front().is_some_and(|(at, _, _)| *at <= now) {
-                if let Some((_, client, engine)) = queue.pop_front() {
-                    let idle = client
-                        .upgrade()
+            while queue.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, engine)) = queue.pop_front() {
+                    let idle = engine
+                        .data::<Client>()
                         .is_some_and(|c| lock(&c.sockets).is_empty());
                     if idle {
                         expired.push(engine);
                     }
                 }
             }
-            queue.front().map(|(at, _, _)| *at)
+            // The queue grows with a burst of connections (one entry per
+            // connection for the connect timeout): give the room back once
+            // they have gone through.
+            let len = queue.len();
+            if queue.capacity() > 64 && len < queue.capacity() / 4 {
+                queue.shrink_to(len * 2);
+            }
+            queue.front().map(|(at, _)| *at)
         };
         let added = srv.deadline_added.clone();
         drop(srv);
@@ -407,10 +461,22 @@ impl SioHandler {
         socket: &engineio::Socket,
         step: impl FnOnce(&mut BinaryAssembler) -> Result<Option<Packet>, socketio_proto::Error>,
     ) {
-        let Some(client) = socket.data::<Arc<Client>>() else {
+        let Some(client) = socket.data::<Client>() else {
             return;
         };
-        let decoded = step(&mut lock(&client.assembler));
+        let decoded = {
+            let mut waiting = lock(&client.assembler);
+            let mut assembler = waiting.take().unwrap_or_else(|| {
+                Box::new(BinaryAssembler::with_max_attachments(
+                    self.0.config.max_attachments,
+                ))
+            });
+            let decoded = step(&mut assembler);
+            if assembler.is_pending() {
+                *waiting = Some(assembler);
+            }
+            decoded
+        };
         match decoded {
             Ok(Some(packet)) => self.0.dispatch(client, socket, packet),
             Ok(None) => {}
@@ -421,16 +487,13 @@ impl SioHandler {
 
 impl engineio::Handler for SioHandler {
     fn on_open(&self, socket: &engineio::Socket) {
-        let client = Arc::new(Client {
-            sockets: Mutex::new(Vec::new()),
-            assembler: Mutex::new(BinaryAssembler::with_max_attachments(
-                self.0.config.max_attachments,
-            )),
+        socket.set_data(Client {
+            sockets: Mutex::new(Sockets::default()),
+            assembler: Mutex::new(None),
         });
-        socket.set_data(client.clone());
         // A client that never connects to a namespace is dropped.
         let deadline = Instant::now() + self.0.config.connect_timeout;
-        lock(&self.0.deadlines).push_back((deadline, Arc::downgrade(&client), socket.clone()));
+        lock(&self.0.deadlines).push_back((deadline, socket.clone()));
         self.0.deadline_added.notify_one();
         if !self.0.sweeper_started.swap(true, Ordering::AcqRel) {
             tokio::spawn(sweep_connect_deadlines(Arc::downgrade(&self.0)));
@@ -446,10 +509,10 @@ impl engineio::Handler for SioHandler {
     }
 
     fn on_close(&self, socket: &engineio::Socket, reason: CloseReason) {
-        let Some(client) = socket.data::<Arc<Client>>() else {
+        let Some(client) = socket.data::<Client>() else {
             return;
         };
-        let sockets: Vec<Socket> = std::mem::take(&mut *lock(&client.sockets));
+        let sockets = lock(&client.sockets).take_all();
         let reason = DisconnectReason::from_engine(reason);
         for s in sockets {
             s.closed(reason);

@@ -226,9 +226,69 @@ struct FrameInProgress {
 /// into `tail`; large payloads and shared frames are queued as they are.
 #[derive(Debug, Default)]
 struct Outbox {
-    chunks: VecDeque<Bytes>,
+    chunks: Chunks,
     chunks_len: usize,
     tail: BytesMut,
+}
+
+/// The queued chunks. One chunk (a write of a single shared frame, the usual
+/// case) needs no allocation, and an idle connection keeps none: the queue
+/// of a burst of several is freed once they are written.
+#[derive(Debug, Default)]
+enum Chunks {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(VecDeque<Bytes>),
+}
+
+impl Chunks {
+    fn push_back(&mut self, bytes: Bytes) {
+        *self = match std::mem::take(self) {
+            Chunks::Empty => Chunks::One(bytes),
+            Chunks::One(first) => {
+                let mut many = VecDeque::with_capacity(4);
+                many.push_back(first);
+                many.push_back(bytes);
+                Chunks::Many(many)
+            }
+            Chunks::Many(mut many) => {
+                many.push_back(bytes);
+                Chunks::Many(many)
+            }
+        };
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Chunks::Empty => None,
+            Chunks::One(first) => Some(first),
+            Chunks::Many(many) => many.front_mut(),
+        }
+    }
+
+    /// Drops the first chunk; the queue's buffer goes with the last one.
+    fn pop_front(&mut self) {
+        match self {
+            Chunks::Empty => {}
+            Chunks::One(_) => *self = Chunks::Empty,
+            Chunks::Many(many) => {
+                many.pop_front();
+                if many.is_empty() {
+                    *self = Chunks::Empty;
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        let (one, many) = match self {
+            Chunks::Empty => (None, None),
+            Chunks::One(first) => (Some(first), None),
+            Chunks::Many(many) => (None, Some(many.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 impl Outbox {
@@ -252,7 +312,7 @@ impl Outbox {
 
     fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for chunk in &self.chunks {
+        for chunk in self.chunks.iter() {
             if n == dst.len() {
                 return n;
             }
@@ -288,19 +348,23 @@ impl Outbox {
             // Give the buffer back: an idle connection holds no write buffer.
             self.tail = BytesMut::new();
         }
-        if self.chunks.is_empty() && self.chunks.capacity() > 8 {
-            self.chunks = VecDeque::new();
-        }
     }
+}
+
+/// Compression, when negotiated: the context and the smallest message
+/// worth compressing, boxed together so that a connection without it
+/// carries one pointer.
+struct Deflate {
+    context: DeflateContext,
+    /// Data messages shorter than this are sent uncompressed.
+    compress_min_size: usize,
 }
 
 /// One WebSocket connection's protocol state. See the module docs.
 pub struct Connection {
     role: Role,
     config: Config,
-    deflate: Option<Box<DeflateContext>>,
-    /// Data messages shorter than this are sent uncompressed.
-    compress_min_size: usize,
+    deflate: Option<Box<Deflate>>,
     close: CloseState,
     /// Bytes of a frame header that arrived without the rest of it.
     header: [u8; FrameHeader::MAX_LEN],
@@ -333,7 +397,6 @@ impl Connection {
             role,
             config,
             deflate: None,
-            compress_min_size: 0,
             close: CloseState::Open,
             header: [0; FrameHeader::MAX_LEN],
             header_len: 0,
@@ -350,8 +413,10 @@ impl Connection {
     /// Enables permessage-deflate with the parameters the handshake
     /// negotiated.
     pub fn with_deflate(mut self, params: DeflateParams, config: &DeflateConfig) -> Self {
-        self.deflate = Some(Box::new(DeflateContext::new(params, self.role, config)));
-        self.compress_min_size = config.compress_min_size;
+        self.deflate = Some(Box::new(Deflate {
+            context: DeflateContext::new(params, self.role, config),
+            compress_min_size: config.compress_min_size,
+        }));
         self
     }
 
@@ -537,7 +602,7 @@ impl Connection {
         }
         let start = self.message.len();
         if self.message_compressed {
-            let Some(deflate) = self.deflate.as_deref_mut() else {
+            let Some(deflate) = self.deflate.as_deref_mut().map(|d| &mut d.context) else {
                 return Err(ProtocolViolation::ReservedBits.into());
             };
             // Unmask through a small stack buffer on the way to the inflater.
@@ -597,7 +662,7 @@ impl Connection {
                 }
                 if self.message_compressed {
                     let start = self.message.len();
-                    if let Some(deflate) = self.deflate.as_deref_mut() {
+                    if let Some(deflate) = self.deflate.as_deref_mut().map(|d| &mut d.context) {
                         deflate.decompress(
                             &[],
                             true,
@@ -735,9 +800,9 @@ impl Connection {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.mask = self.mask_key();
         if let Some(deflate) = self.deflate.as_deref_mut() {
-            if payload.len() >= self.compress_min_size {
+            if payload.len() >= deflate.compress_min_size {
                 let mut compressed = BytesMut::with_capacity(payload.len() / 2 + 64);
-                deflate.compress(payload, &mut compressed)?;
+                deflate.context.compress(payload, &mut compressed)?;
                 header.rsv1 = true;
                 crate::frame::encode_frame(&mut self.out.tail, header, &compressed);
                 return Ok(());
@@ -774,7 +839,7 @@ impl Connection {
     /// callers; the IO layer uses [`Connection::output_slices`]).
     pub fn take_output(&mut self) -> BytesMut {
         let mut all = BytesMut::with_capacity(self.out.len());
-        for chunk in &self.out.chunks {
+        for chunk in self.out.chunks.iter() {
             all.extend_from_slice(chunk);
         }
         all.extend_from_slice(&self.out.tail);
@@ -824,5 +889,75 @@ impl Connection {
             self.queue_control(OpCode::Close, &payload);
         }
         self.close = CloseState::Closed;
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+
+    fn server() -> Connection {
+        Connection::new(Role::Server, Config::default())
+    }
+
+    /// Everything `output_slices` offers, concatenated.
+    fn offered(conn: &Connection) -> Vec<u8> {
+        let mut slices = [IoSlice::new(&[]); 16];
+        let n = conn.output_slices(&mut slices);
+        slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn one_shared_frame_is_queued_without_a_queue_buffer() {
+        let mut conn = server();
+        conn.send_shared(&SharedFrame::text("hello")).unwrap();
+        assert!(matches!(conn.out.chunks, Chunks::One(_)));
+        assert_eq!(offered(&conn), b"\x81\x05hello");
+        conn.advance_output(7);
+        assert!(matches!(conn.out.chunks, Chunks::Empty));
+        assert_eq!(conn.pending_output(), 0);
+    }
+
+    #[test]
+    fn a_burst_keeps_its_order_and_frees_its_queue_once_written() {
+        let mut conn = server();
+        conn.send_shared(&SharedFrame::text("a")).unwrap();
+        conn.send_text("b").unwrap();
+        conn.send_shared(&SharedFrame::text("c")).unwrap();
+        conn.send_text("d").unwrap();
+        assert!(matches!(conn.out.chunks, Chunks::Many(_)));
+        let all = b"\x81\x01a\x81\x01b\x81\x01c\x81\x01d";
+        assert_eq!(offered(&conn), all);
+        assert_eq!(conn.pending_output(), all.len());
+        // Written in odd pieces, across chunk boundaries.
+        conn.advance_output(1);
+        assert_eq!(offered(&conn), &all[1..]);
+        conn.advance_output(4);
+        assert_eq!(offered(&conn), &all[5..]);
+        conn.advance_output(3);
+        assert_eq!(offered(&conn), &all[8..]);
+        assert!(matches!(conn.out.chunks, Chunks::Many(_)));
+        conn.advance_output(1);
+        assert_eq!(offered(&conn), &all[9..]);
+        assert!(matches!(conn.out.chunks, Chunks::Empty));
+        conn.advance_output(3);
+        assert_eq!(conn.pending_output(), 0);
+        assert_eq!(conn.out.tail.capacity(), 0);
+        // And the next write starts afresh.
+        conn.send_shared(&SharedFrame::text("e")).unwrap();
+        assert_eq!(offered(&conn), b"\x81\x01e");
+        assert_eq!(conn.take_output().as_ref(), b"\x81\x01e");
+        assert!(matches!(conn.out.chunks, Chunks::Empty));
+    }
+
+    #[test]
+    fn slices_stop_at_the_destination_length() {
+        let mut conn = server();
+        for text in ["1", "2", "3"] {
+            conn.send_shared(&SharedFrame::text(text)).unwrap();
+        }
+        let mut slices = [IoSlice::new(&[]); 2];
+        assert_eq!(conn.output_slices(&mut slices), 2);
+        assert_eq!(&*slices[1], b"\x81\x012");
     }
 }
