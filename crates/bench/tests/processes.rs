@@ -197,11 +197,11 @@ async fn storm_counts_both_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_process_fails_the_run() {
-    // Nothing listens: the children cannot open their subscribers.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    // Nothing listens on port 1: the children cannot open their
+    // subscribers. (Not a port taken and released: a test running beside
+    // this one may be given it for its own server, and would then count
+    // these subscribers as its own.)
+    let dead = "127.0.0.1:1".to_owned();
     let (api, _) = start_server().await;
     let mut args = fanout_args(&dead, 4, &["--processes", "2"]);
     let api_url = args.iter().position(|a| a == "--api-url").unwrap() + 1;
