@@ -65,7 +65,7 @@ impl State {
     }
 }
 
-/// What [`Outbox::take`] hands the task.
+/// What [`Outbox::poll_take`] hands the task.
 #[derive(Debug)]
 pub(crate) struct Taken {
     pub(crate) items: VecDeque<Item>,
