@@ -280,15 +280,7 @@ where
                 .with_context(|| format!("subscriber {n}"))
         });
     }
-    {
-        let shared = Arc::clone(&shared);
-        let opts = opts.clone();
-        tasks.spawn(async move {
-            publish_loop(publisher, &shared, &opts)
-                .await
-                .context("publisher")
-        });
-    }
+    spawn_publisher(&mut tasks, publisher, &shared, opts);
 
     let own_pid = std::process::id();
     let bar = Progress::timed(opts.warmup + opts.duration, "fan-out");
@@ -432,15 +424,7 @@ pub async fn run_processes(
             bail!("the client processes' output ended")
         });
     }
-    {
-        let shared = Arc::clone(&shared);
-        let opts = opts.clone();
-        tasks.spawn(async move {
-            publish_loop(publisher, &shared, &opts)
-                .await
-                .context("publisher")
-        });
-    }
+    spawn_publisher(&mut tasks, publisher, &shared, opts);
 
     let own_pid = std::process::id();
     let bar = Progress::timed(opts.warmup + opts.duration, "fan-out");
@@ -812,6 +796,22 @@ fn publication_data(out: &mut String, seq: u64, size: usize) {
     let pad = size.saturating_sub(out.len() + 2);
     out.extend((0..pad).map(|i| (b'a' + (i % 26) as u8) as char));
     out.push_str("\"}");
+}
+
+/// Runs [`publish_loop`] as one of `tasks`.
+fn spawn_publisher(
+    tasks: &mut JoinSet<Result<()>>,
+    publisher: Publisher,
+    shared: &Arc<Shared>,
+    opts: &FanoutOptions,
+) {
+    let shared = Arc::clone(shared);
+    let opts = opts.clone();
+    tasks.spawn(async move {
+        publish_loop(publisher, &shared, &opts)
+            .await
+            .context("publisher")
+    });
 }
 
 /// Publishes until [`Shared::stop`], respecting the window and the rate.
