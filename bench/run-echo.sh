@@ -19,7 +19,7 @@
 #   SIZES="20 1024 16384"        message sizes in bytes
 #   CONNECTIONS="1 100 10000"    connection counts
 #   IDLE_STEPS=1000,5000,15000   idle connection steps ("" skips idle)
-#   SERVERS="duplex fastwebsockets tokio-tungstenite"
+#   SERVERS="duplex fastwebsockets tokio-tungstenite node-ws"
 #   REPEAT=1                     runs per cell (the table shows the median)
 #   TEXT=1                       text messages instead of binary
 #   SERVER_CORE=0 CLIENT_CORE=1  cores to pin to
@@ -42,7 +42,7 @@ WARMUP=${WARMUP:-1}
 SIZES=${SIZES:-20 1024 16384}
 CONNECTIONS=${CONNECTIONS:-1 100 10000}
 IDLE_STEPS=${IDLE_STEPS-1000,5000,15000}
-SERVERS=${SERVERS:-duplex fastwebsockets tokio-tungstenite}
+SERVERS=${SERVERS:-duplex fastwebsockets tokio-tungstenite node-ws}
 REPEAT=${REPEAT:-1}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
@@ -67,6 +67,11 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     cargo build --release -p duplex-ws --example echo_server -p duplex-bench --bin duplex-bench
     cargo build --release --manifest-path bench/peers/Cargo.toml \
         --bin fastwebsockets-echo --bin tungstenite-echo
+    log "installing the Node ws peer (npm ci)"
+    (cd bench/node-socketio && npm ci --no-audit --no-fund --loglevel=error)
+elif [[ $SERVERS == *node-ws* && ! -d bench/node-socketio/node_modules/ws ]]; then
+    log "bench/node-socketio has no node_modules: run without SKIP_BUILD=1 once"
+    exit 1
 fi
 
 # Private copies, so a rebuild elsewhere in the tree cannot swap a binary
@@ -114,6 +119,7 @@ server_cmd() {
     duplex) echo "$BIN/echo_server" ;;
     fastwebsockets) echo "$BIN/fastwebsockets-echo" ;;
     tokio-tungstenite) echo "$BIN/tungstenite-echo" ;;
+    node-ws) echo "node $ROOT/bench/node-socketio/ws-echo.js" ;;
     *)
         log "unknown server $1"
         return 1
@@ -124,14 +130,14 @@ server_cmd() {
 STARTS=0
 # Starts server $1 on a free port, pinned; sets PID[$1] and URL[$1].
 start_server() {
-    local name=$1 cmd extra=() logfile url="" pid
-    cmd=$(server_cmd "$name")
+    local name=$1 cmd=() extra=() logfile url="" pid
+    read -r -a cmd <<<"$(server_cmd "$name")"
     if [[ $name == duplex && -n $DUPLEX_ARGS ]]; then read -r -a extra <<<"$DUPLEX_ARGS"; fi
     STARTS=$((STARTS + 1))
     logfile=$LOGS/$name-$STARTS.log
     # Port 0: the kernel picks a free port and the server prints it, so
     # the benchmark never collides with anything else on the machine.
-    taskset -c "$SERVER_CORE" "$cmd" 127.0.0.1:0 "${extra[@]}" >"$logfile" 2>&1 &
+    taskset -c "$SERVER_CORE" "${cmd[@]}" 127.0.0.1:0 "${extra[@]}" >"$logfile" 2>&1 &
     pid=$!
     PID[$name]=$pid
     for _ in $(seq 100); do
