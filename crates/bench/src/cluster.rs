@@ -271,7 +271,7 @@ async fn read_probe(redis: Option<&str>, pids: &[u32]) -> Result<Reading> {
     } else {
         let mut sum = 0;
         for &pid in pids {
-            let (user, sys) = crate::sio::cpu_split(pid)
+            let (user, sys) = crate::procfs::cpu_times(pid)
                 .with_context(|| format!("is {pid} a node's process id?"))?;
             sum += user + sys;
         }
@@ -346,7 +346,7 @@ fn report_of(a: &ClusterArgs, spread: &crate::fanout::Spread<Reading>) -> Cluste
         .first()
         .cloned()
         .unwrap_or_else(Histogram::empty);
-    let ticks = |x: Option<u64>, y: Option<u64>| crate::sio::ticks_to_seconds(x, y);
+    let ticks = |x: Option<u64>, y: Option<u64>| crate::procfs::ticks_to_seconds(x, y);
     let nodes_cpu_seconds = ticks(before.nodes_ticks, after.nodes_ticks);
     let (redis_calls, redis_cpu_seconds) = match (&before.redis, &after.redis) {
         (Some(x), Some(y)) => (

@@ -69,6 +69,9 @@ pub struct EchoReport {
     pub seconds: f64,
     /// Server CPU time (user + system) spent in the window, in seconds.
     pub server_cpu_seconds: Option<f64>,
+    /// The user-space part of `server_cpu_seconds`; the rest is the
+    /// kernel's (system calls, TCP, wake-ups).
+    pub server_user_seconds: Option<f64>,
     /// The headline figure: `messages / server_cpu_seconds`.
     pub msgs_per_server_cpu_sec: Option<f64>,
     /// `messages / seconds`.
@@ -125,18 +128,17 @@ pub async fn run(opts: &EchoOptions) -> Result<EchoReport> {
     }
     go_tx.send(true)?;
 
-    let ticks_per_sec = procfs::clock_ticks_per_sec() as f64;
     let own_pid = std::process::id();
     sleep_watching(opts.warmup, &mut tasks).await?;
 
-    let server_cpu0 = opts.server_pid.map(procfs::cpu_ticks).transpose()?;
+    let server_cpu0 = opts.server_pid.map(procfs::cpu_times).transpose()?;
     let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
     let started = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     sleep_watching(opts.duration, &mut tasks).await?;
     shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu1 = opts.server_pid.map(procfs::cpu_ticks).transpose()?;
+    let server_cpu1 = opts.server_pid.map(procfs::cpu_times).transpose()?;
     let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
 
     let messages = shared.messages.load(Ordering::Relaxed);
@@ -149,14 +151,8 @@ pub async fn run(opts: &EchoOptions) -> Result<EchoReport> {
     })
     .await;
 
-    let server_cpu_seconds = match (server_cpu0, server_cpu1) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_sec),
-        _ => None,
-    };
-    let client_cpu_seconds = match (client_cpu0, client_cpu1) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_sec),
-        _ => None,
-    };
+    let (server_cpu_seconds, server_user_seconds) = procfs::window_cpu(server_cpu0, server_cpu1);
+    let client_cpu_seconds = procfs::ticks_to_seconds(client_cpu0, client_cpu1);
     let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
     Ok(EchoReport {
         scenario: "echo",
@@ -167,6 +163,7 @@ pub async fn run(opts: &EchoOptions) -> Result<EchoReport> {
         messages,
         seconds,
         server_cpu_seconds,
+        server_user_seconds,
         msgs_per_server_cpu_sec: server_cpu_seconds
             .filter(|&cpu| cpu > 0.0)
             .map(|cpu| messages as f64 / cpu),

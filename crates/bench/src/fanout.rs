@@ -285,7 +285,7 @@ where
     let own_pid = std::process::id();
     let bar = Progress::timed(opts.warmup + opts.duration, "fan-out");
     watch(opts.warmup, &mut tasks, &shared, &bar, Duration::ZERO).await?;
-    let server_cpu0 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let server_cpu0 = opts.server_pid.map(crate::procfs::cpu_times).transpose()?;
     let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
     let probe0 = probe().await?;
     let started = Instant::now();
@@ -294,7 +294,7 @@ where
     shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let probe1 = probe().await?;
-    let server_cpu1 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let server_cpu1 = opts.server_pid.map(crate::procfs::cpu_times).transpose()?;
     let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
     shared.stop.store(true, Ordering::Relaxed);
     bar.finish();
@@ -317,8 +317,8 @@ where
             publications,
             deliveries,
             seconds,
-            server_cpu: crate::sio::server_cpu(server_cpu0, server_cpu1),
-            client_cpu_seconds: crate::sio::ticks_to_seconds(client_cpu0, client_cpu1),
+            server_cpu: crate::procfs::window_cpu(server_cpu0, server_cpu1),
+            client_cpu_seconds: crate::procfs::ticks_to_seconds(client_cpu0, client_cpu1),
             latency,
             max_ns,
             processes: None,
@@ -429,7 +429,7 @@ pub async fn run_processes(
     let own_pid = std::process::id();
     let bar = Progress::timed(opts.warmup + opts.duration, "fan-out");
     watch(opts.warmup, &mut tasks, &shared, &bar, Duration::ZERO).await?;
-    let server_cpu0 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let server_cpu0 = opts.server_pid.map(crate::procfs::cpu_times).transpose()?;
     let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
     workers.send_all(&Cmd::Measure { on: true })?;
     let started = Instant::now();
@@ -438,7 +438,7 @@ pub async fn run_processes(
     shared.measuring.store(false, Ordering::Relaxed);
     workers.send_all(&Cmd::Measure { on: false })?;
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu1 = opts.server_pid.map(crate::sio::cpu_split).transpose()?;
+    let server_cpu1 = opts.server_pid.map(crate::procfs::cpu_times).transpose()?;
     let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
     shared.stop.store(true, Ordering::Relaxed);
     bar.finish();
@@ -490,8 +490,8 @@ pub async fn run_processes(
             publications,
             deliveries,
             seconds,
-            server_cpu: crate::sio::server_cpu(server_cpu0, server_cpu1),
-            client_cpu_seconds: crate::sio::ticks_to_seconds(Some(0), client_ticks),
+            server_cpu: crate::procfs::window_cpu(server_cpu0, server_cpu1),
+            client_cpu_seconds: crate::procfs::ticks_to_seconds(Some(0), client_ticks),
             latency,
             max_ns,
             processes: Some(processes),

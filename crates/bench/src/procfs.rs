@@ -21,15 +21,21 @@ pub fn clock_ticks_per_sec() -> u64 {
         .unwrap_or(100)
 }
 
-/// User plus system CPU time of process `pid`, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Result<u64> {
+/// User and system CPU time of process `pid` (`utime`, `stime` of
+/// `/proc/PID/stat`, all threads), in clock ticks.
+pub fn cpu_times(pid: u32) -> Result<(u64, u64)> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))
+    parse_cpu_times(&stat).with_context(|| format!("parsing {path}"))
 }
 
-/// Parses `utime + stime` out of the text of a `/proc/PID/stat` file.
-pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
+/// User plus system CPU time of process `pid`, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
+    cpu_times(pid).map(|(user, system)| user + system)
+}
+
+/// Parses `(utime, stime)` out of the text of a `/proc/PID/stat` file.
+pub fn parse_cpu_times(stat: &str) -> Result<(u64, u64)> {
     // The command name (field 2) is in parentheses and may hold spaces or
     // parentheses itself: count fields from the last ')'.
     let Some((_, rest)) = stat.rsplit_once(')') else {
@@ -44,7 +50,29 @@ pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
             .parse()
             .with_context(|| format!("bad {name}"))
     };
-    Ok(next("utime")? + next("stime")?)
+    Ok((next("utime")?, next("stime")?))
+}
+
+/// Seconds between two tick readings (`None` if either is missing).
+pub fn ticks_to_seconds(before: Option<u64>, after: Option<u64>) -> Option<f64> {
+    let ticks_per_sec = clock_ticks_per_sec() as f64;
+    match (before, after) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_sec),
+        _ => None,
+    }
+}
+
+/// A process's CPU time over a measured window from two [`cpu_times`]
+/// readings: `(total, user)` seconds, `None` without readings.
+pub fn window_cpu(
+    before: Option<(u64, u64)>,
+    after: Option<(u64, u64)>,
+) -> (Option<f64>, Option<f64>) {
+    let total = |(user, system): (u64, u64)| user + system;
+    (
+        ticks_to_seconds(before.map(total), after.map(total)),
+        ticks_to_seconds(before.map(|t| t.0), after.map(|t| t.0)),
+    )
 }
 
 /// Resident set size of process `pid`, in KiB.
@@ -98,7 +126,18 @@ mod tests {
     #[test]
     fn parses_stat_with_awkward_name() {
         let stat = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 1 0";
-        assert_eq!(parse_cpu_ticks(stat).unwrap(), 1234 + 567);
+        assert_eq!(parse_cpu_times(stat).unwrap(), (1234, 567));
+        assert!(parse_cpu_times("42 noparen").is_err());
+        assert!(parse_cpu_times("42 (a) S 1 2").is_err());
+    }
+
+    #[test]
+    fn window_cpu_splits_user_from_total() {
+        let (total, user) = window_cpu(Some((100, 50)), Some((300, 150)));
+        let per_tick = 1.0 / clock_ticks_per_sec() as f64;
+        assert_eq!(total, Some(300.0 * per_tick));
+        assert_eq!(user, Some(200.0 * per_tick));
+        assert_eq!(window_cpu(None, Some((1, 1))), (None, None));
     }
 
     #[test]

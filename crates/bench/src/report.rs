@@ -27,7 +27,9 @@ struct Line {
     connections: Option<usize>,
     size: Option<usize>,
     seconds: Option<f64>,
+    messages: Option<u64>,
     server_cpu_seconds: Option<f64>,
+    server_user_seconds: Option<f64>,
     msgs_per_server_cpu_sec: Option<f64>,
     msgs_per_sec: Option<f64>,
     client_cpu_seconds: Option<f64>,
@@ -59,6 +61,9 @@ struct Cell {
     p99: Vec<f64>,
     server_util: Vec<f64>,
     client_util: Vec<f64>,
+    /// Server user-space and kernel CPU per message, in microseconds.
+    user_us: Vec<f64>,
+    kernel_us: Vec<f64>,
     failures: usize,
 }
 
@@ -91,6 +96,15 @@ pub fn render(jsonl: &str) -> Result<String> {
                 push(&mut cell.per_sec, line.msgs_per_sec);
                 push(&mut cell.p50, line.p50_us);
                 push(&mut cell.p99, line.p99_us);
+                if let (Some(n), Some(cpu), Some(user)) = (
+                    line.messages.filter(|&n| n > 0),
+                    line.server_cpu_seconds,
+                    line.server_user_seconds,
+                ) {
+                    let per_msg_us = |secs: f64| Some(secs / n as f64 * 1e6);
+                    push(&mut cell.user_us, per_msg_us(user));
+                    push(&mut cell.kernel_us, per_msg_us(cpu - user));
+                }
                 if seconds > 0.0 {
                     push(
                         &mut cell.server_util,
@@ -203,30 +217,33 @@ fn write_echo_tables(
 
     writeln!(
         out,
-        "\nDetails: wall-clock messages per second, round-trip latency, and CPU use \
-         of the server and of the client (1.00 = one full core){median_of}:\n"
+        "\nDetails: wall-clock messages per second, round-trip latency, the server's CPU \
+         per message split into user space and kernel, and CPU use of the server and of \
+         the client (1.00 = one full core){median_of}:\n"
     )?;
     writeln!(
         out,
         "| size | connections | server | msgs / server CPU-s, min – max | msgs/s | p50 µs | p99 µs \
-         | server CPU | client CPU |"
+         | server user µs / msg | server kernel µs / msg | server CPU | client CPU |"
     )?;
     writeln!(
         out,
-        "| ---: | ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     for (&(size, conns), cells) in echo {
         for s in servers {
             let Some(cell) = cells.get(s) else { continue };
             writeln!(
                 out,
-                "| {} | {} | {s} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {s} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 fmt_size(size),
                 fmt_count(conns),
                 fmt_range(&cell.per_cpu),
                 fmt_cell(Some(cell), |c| &c.per_sec, fmt_rate),
                 fmt_cell(Some(cell), |c| &c.p50, |v| format!("{v:.0}")),
                 fmt_cell(Some(cell), |c| &c.p99, |v| format!("{v:.0}")),
+                fmt_cell(Some(cell), |c| &c.user_us, |v| format!("{v:.2}")),
+                fmt_cell(Some(cell), |c| &c.kernel_us, |v| format!("{v:.2}")),
                 fmt_cell(Some(cell), |c| &c.server_util, |v| format!("{v:.2}")),
                 fmt_cell(Some(cell), |c| &c.client_util, |v| format!("{v:.2}")),
             )?;
@@ -402,7 +419,7 @@ mod tests {
     fn renders_ratios_and_failures() {
         let jsonl = r#"
 {"scenario":"meta","date":"20250101T000000Z","cpu":"x","cores":2,"duration":5,"warmup":1}
-{"scenario":"echo","server":"duplex","connections":100,"size":20,"seconds":5.0,"server_cpu_seconds":2.0,"msgs_per_server_cpu_sec":200000.0,"msgs_per_sec":80000.0,"client_cpu_seconds":5.0,"p50_us":100.0,"p99_us":300.0}
+{"scenario":"echo","server":"duplex","connections":100,"size":20,"seconds":5.0,"messages":400000,"server_cpu_seconds":2.0,"server_user_seconds":0.5,"msgs_per_server_cpu_sec":200000.0,"msgs_per_sec":80000.0,"client_cpu_seconds":5.0,"p50_us":100.0,"p99_us":300.0}
 {"scenario":"echo","server":"fastwebsockets","connections":100,"size":20,"seconds":5.0,"server_cpu_seconds":2.0,"msgs_per_server_cpu_sec":160000.0,"msgs_per_sec":64000.0,"client_cpu_seconds":5.0,"p50_us":100.0,"p99_us":300.0}
 {"scenario":"echo","server":"tokio-tungstenite","connections":100,"size":20,"error":"boom"}
 {"scenario":"idle","server":"duplex","connections":1000,"rss_before_kib":2000,"rss_after_kib":3000,"kib_per_connection":1.0,"slope_from_connections":0,"slope_kib_per_connection":1.0}
@@ -417,6 +434,10 @@ mod tests {
             md.contains("| 20 B | 100 | 200.0k | 160.0k | failed | 1.25x | – |"),
             "{md}"
         );
+        // User and kernel time per message: 0.5 s and 1.5 s over 400,000;
+        // a line without the split shows dashes.
+        assert!(md.contains("| 300 | 1.25 | 3.75 | 0.40 | 1.00 |"), "{md}");
+        assert!(md.contains("| 300 | – | – | 0.40 | 1.00 |"), "{md}");
         assert!(
             md.contains("| duplex | 1,000 | 2.0 MiB | 2.9 MiB | 1.00 | 1.00 |"),
             "{md}"

@@ -197,7 +197,7 @@ pub async fn run(opts: &StormOptions) -> Result<StormReport> {
         opts,
         concurrency,
         seconds,
-        crate::sio::ticks_to_seconds(cpu0, cpu1),
+        crate::procfs::ticks_to_seconds(cpu0, cpu1),
         overflows0.zip(overflows1).map(|(a, b)| b.saturating_sub(a)),
         None,
     ))
@@ -440,7 +440,7 @@ pub async fn run_processes(
         opts,
         concurrency,
         seconds,
-        crate::sio::ticks_to_seconds(cpu0, cpu1),
+        crate::procfs::ticks_to_seconds(cpu0, cpu1),
         overflows0.zip(overflows1).map(|(a, b)| b.saturating_sub(a)),
         Some(processes),
     ))

@@ -30,10 +30,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::{
-    clip, cpu_split, json_u64_field, server_cpu, sleep_watching, split_ack, ticks_to_seconds,
-    SioClient,
-};
+use super::{clip, json_u64_field, sleep_watching, split_ack, SioClient};
 use crate::histogram::AtomicHistogram;
 use crate::procfs;
 use crate::target::Target;
@@ -182,14 +179,14 @@ pub async fn run(opts: &SioBroadcastOptions) -> Result<SioBroadcastReport> {
 
     let own_pid = std::process::id();
     sleep_watching(opts.warmup, &mut tasks).await?;
-    let server_cpu0 = opts.server_pid.map(cpu_split).transpose()?;
+    let server_cpu0 = opts.server_pid.map(procfs::cpu_times).transpose()?;
     let client_cpu0 = procfs::cpu_ticks(own_pid).ok();
     let started = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     sleep_watching(opts.duration, &mut tasks).await?;
     shared.measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu1 = opts.server_pid.map(cpu_split).transpose()?;
+    let server_cpu1 = opts.server_pid.map(procfs::cpu_times).transpose()?;
     let client_cpu1 = procfs::cpu_ticks(own_pid).ok();
     shared.stop.store(true, Ordering::Relaxed);
 
@@ -200,7 +197,7 @@ pub async fn run(opts: &SioBroadcastOptions) -> Result<SioBroadcastReport> {
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 
-    let (server_cpu_seconds, server_user_seconds) = server_cpu(server_cpu0, server_cpu1);
+    let (server_cpu_seconds, server_user_seconds) = procfs::window_cpu(server_cpu0, server_cpu1);
     let us = |q| latency.quantile(q).map(|ns| ns as f64 / 1000.0);
     Ok(SioBroadcastReport {
         scenario: "sio-broadcast",
@@ -218,7 +215,7 @@ pub async fn run(opts: &SioBroadcastOptions) -> Result<SioBroadcastReport> {
         deliveries_per_server_cpu_sec: server_cpu_seconds
             .filter(|&cpu| cpu > 0.0)
             .map(|cpu| deliveries as f64 / cpu),
-        client_cpu_seconds: ticks_to_seconds(client_cpu0, client_cpu1),
+        client_cpu_seconds: procfs::ticks_to_seconds(client_cpu0, client_cpu1),
         p50_us: us(0.50),
         p99_us: us(0.99),
     })

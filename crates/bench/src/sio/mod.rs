@@ -326,54 +326,6 @@ fn clip(text: &str) -> &str {
     crate::output::clip_chars(text, 120)
 }
 
-/// User and system CPU time of process `pid` (`utime`, `stime` of
-/// `/proc/PID/stat`), in clock ticks.
-pub(crate) fn cpu_split(pid: u32) -> Result<(u64, u64)> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_cpu_split(&stat).with_context(|| format!("parsing {path}"))
-}
-
-/// `(utime, stime)` out of the text of a `/proc/PID/stat` file.
-fn parse_cpu_split(stat: &str) -> Result<(u64, u64)> {
-    // The command name may hold spaces and parentheses: count fields from
-    // the last ')'. Field 3 (state) follows; utime and stime are 14 and 15.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        bail!("no ')' after the command name");
-    };
-    let mut fields = rest.split_ascii_whitespace().skip(11);
-    let mut next = |name: &str| -> Result<u64> {
-        fields
-            .next()
-            .with_context(|| format!("missing {name}"))?
-            .parse()
-            .with_context(|| format!("bad {name}"))
-    };
-    Ok((next("utime")?, next("stime")?))
-}
-
-/// The server's CPU time over a measured window: total and user-space
-/// seconds (`None` without a server pid).
-pub(crate) fn server_cpu(
-    before: Option<(u64, u64)>,
-    after: Option<(u64, u64)>,
-) -> (Option<f64>, Option<f64>) {
-    let total = |(u, s): (u64, u64)| u + s;
-    (
-        ticks_to_seconds(before.map(total), after.map(total)),
-        ticks_to_seconds(before.map(|t| t.0), after.map(|t| t.0)),
-    )
-}
-
-/// Server CPU time in seconds between two tick readings.
-pub(crate) fn ticks_to_seconds(a: Option<u64>, b: Option<u64>) -> Option<f64> {
-    let ticks_per_sec = crate::procfs::clock_ticks_per_sec() as f64;
-    match (a, b) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / ticks_per_sec),
-        _ => None,
-    }
-}
-
 /// Sleeps for `duration`, failing early if a socket task fails (a run with
 /// a broken socket measures the wrong thing).
 async fn sleep_watching(duration: Duration, tasks: &mut JoinSet<Result<()>>) -> Result<()> {
@@ -418,15 +370,5 @@ mod tests {
         assert_eq!(json_u64_field(r#"{"tt":1}"#, "t"), None);
         assert_eq!(split_ack("430"), Some((0, "")));
         assert_eq!(clip(&"é".repeat(200)).chars().count(), 120);
-    }
-
-    #[test]
-    fn cpu_split_of_stat() {
-        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 1 0";
-        assert_eq!(parse_cpu_split(stat).unwrap(), (1234, 567));
-        let (total, user) = server_cpu(Some((100, 50)), Some((300, 150)));
-        assert!(total.unwrap() > user.unwrap());
-        assert_eq!(server_cpu(None, None), (None, None));
-        cpu_split(std::process::id()).unwrap();
     }
 }
