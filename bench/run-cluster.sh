@@ -45,8 +45,8 @@
 # cell), .md (the tables, also printed), -logs/ (server and Redis logs).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
     : "${DURATION:=2}" "${WARMUP:=0.5}" "${LOADS:=0/8}"
@@ -59,13 +59,6 @@ SERVERS=${SERVERS:-duplex-ws duplex-sio duplex-ws-history socket.io}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 REPEAT=${REPEAT:-1}
-SERVER_CORE=${SERVER_CORE:-0}
-CLIENT_CORE=${CLIENT_CORE:-1}
-export RUST_LIB_BACKTRACE=0
-
-log() { printf '[run-cluster] %s\n' "$*" >&2; }
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     log "building (release)"
@@ -81,10 +74,7 @@ command -v redis-server >/dev/null || {
     exit 1
 }
 
-# Private copies, so a rebuild elsewhere in the tree cannot swap a binary
-# in the middle of the run.
-BIN=$(mktemp -d)
-cp target/release/duplex target/release/duplex-bench "$BIN/"
+private_copies target/release/duplex target/release/duplex-bench
 
 API_KEY=bench-api-key
 TOKEN_SECRET=bench-token-secret
@@ -102,30 +92,19 @@ allow_recovery = true
 allow_subscribe_for_client = true
 EOF
 
+# The nodes of the current cell and the run's own Redis, stopped on exit
+# with everything lib.sh stops.
 PIDS=()
-CLIENT_PID=""
 REDIS_PID=""
-cleanup() {
+cleanup_more() {
     local pid
-    if [[ -n $CLIENT_PID ]]; then
-        kill "$CLIENT_PID" 2>/dev/null || true
-        wait "$CLIENT_PID" 2>/dev/null || true
-    fi
     for pid in "${PIDS[@]}" $REDIS_PID; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    rm -rf "$BIN"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-TS=$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p bench/results
-RESULTS=bench/results/cluster-$TS.jsonl
-LOGS=$ROOT/bench/results/cluster-$TS-logs
-mkdir -p "$LOGS"
-: >"$RESULTS"
+open_results cluster
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -148,14 +127,11 @@ done
 }
 log "redis: pid $REDIS_PID, $REDIS_ADDR, core $SERVER_CORE"
 
-cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -d '\042\134')
-node_pkg_version() { node -p "require('./bench/node-socketio/node_modules/$1/package.json').version"; }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-GIT_DESC="$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- crates ':!crates/bench' 2>/dev/null || echo +dirty)"
-[[ ${SKIP_BUILD:-0} == 1 ]] && GIT_DESC="$GIT_DESC+prebuilt"
+GIT_DESC=$(git_desc)
 meta() {
     printf '{"scenario":"meta","date":"%s","kernel":"%s","cpu":"%s","cores":%s,"loadavg":"%s","loadavg_end":"%s","git":"%s","node":"%s","socket_io":"%s","redis_adapter":"%s","redis_version":"%s","duration":%s,"warmup":%s,"size":%s,"repeat":%s}\n' \
-        "$TS" "$(uname -r)" "$cpu_model" "$(nproc)" "$LOAD_START" "$1" "$GIT_DESC" \
+        "$TS" "$(uname -r)" "$(cpu_model)" "$(nproc)" "$LOAD_START" "$1" "$GIT_DESC" \
         "$(node --version)" "$(node_pkg_version socket.io)" \
         "$(node_pkg_version @socket.io/redis-adapter)" \
         "$(redis-cli -p "$REDIS_PORT" info server | sed -n 's/^redis_version:\([^\r]*\).*/\1/p')" \
@@ -163,7 +139,6 @@ meta() {
 }
 meta ""
 
-STARTS=0
 URLS=()
 # Starts $2 nodes of process kind $1 (duplex or socket.io), pinned; fills
 # PIDS and URLS.
@@ -219,15 +194,9 @@ stop_nodes() {
     URLS=()
 }
 
-record_failure() {
-    local msg
-    msg=$(tr -d '\042\134' <<<"$3" | tr '\n' ' ' | cut -c1-300)
-    printf '{"scenario":"cluster","server":"%s",%s,"error":"%s"}\n' "$1" "$2" "$msg" >>"$RESULTS"
-}
-
 # One measurement: $1 label, $2 nodes, $3 RATE/WINDOW, $4 repetition.
 cell() {
-    local label=$1 n=$2 load=$3 rep=$4 rate window urls pids args=() u rc=0 channel
+    local label=$1 n=$2 load=$3 rep=$4 rate window urls pids args=() u channel
     rate=${load%/*}
     window=${load#*/}
     pids=$(
@@ -260,22 +229,17 @@ cell() {
         ;;
     esac
     log "[$rep/$REPEAT] $label x $n nodes: $SUBSCRIBERS subscribers, rate $rate/s (0: max), window $window"
-    taskset -c "$CLIENT_CORE" "$BIN/duplex-bench" cluster "${args[@]}" --urls "$urls" \
+    if client "$LOGS/client.out" "$LOGS/client.err" cluster "${args[@]}" --urls "$urls" \
         --server-pids "$pids" --redis "$REDIS_ADDR" --label "$label" \
         --channel "$channel" \
         --subscribers "$SUBSCRIBERS" --size "$SIZE" --rate "$rate" --window "$window" \
-        --duration "$DURATION" --warmup "$WARMUP" \
-        >"$LOGS/client.out" 2>"$LOGS/client.err" &
-    CLIENT_PID=$!
-    wait "$CLIENT_PID" || rc=$?
-    CLIENT_PID=""
-    if [[ $rc == 0 ]]; then
+        --duration "$DURATION" --warmup "$WARMUP"; then
         cat "$LOGS/client.out" >>"$RESULTS"
         cut -c1-400 "$LOGS/client.out" >&2
     else
         log "$label x $n: FAILED:"
         tail -5 "$LOGS/client.err" >&2
-        record_failure "$label" "\"nodes\":$n,\"subscribers\":$SUBSCRIBERS,\"rate\":$rate,\"window\":$window" \
+        record_failure cluster "$label" "\"nodes\":$n,\"subscribers\":$SUBSCRIBERS,\"rate\":$rate,\"window\":$window" \
             "$(tail -3 "$LOGS/client.err")"
     fi
     # Let the nodes see every close before the next cell.

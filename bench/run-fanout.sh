@@ -63,8 +63,8 @@
 # printed), and -logs/ (server logs).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
     : "${DURATION:=2}" "${WARMUP:=0.5}" "${SUBSCRIBERS:=1000}" "${LOADS:=0/8}"
@@ -87,16 +87,10 @@ RECOVERY_MISSED=${RECOVERY_MISSED:-100}
 IDLE_STEPS=${IDLE_STEPS-1000,5000,15000}
 IDLE_SERVERS=${IDLE_SERVERS:-duplex-ws duplex-sio}
 HISTORY=${HISTORY:-0}
-SERVER_CORE=${SERVER_CORE:-0}
-CLIENT_CORE=${CLIENT_CORE:-1}
 PROCESSES=${PROCESSES:-1}
-export RUST_LIB_BACKTRACE=0
 
-log() { printf '[run-fanout] %s\n' "$*" >&2; }
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-need=$((100 + $(tr ', ' '\n' <<<"$SUBSCRIBERS $IDLE_STEPS $STORM_CONNECTIONS $((2 * ${POLL_SUBSCRIBERS:-0}))" | grep . | sort -n | tail -1)))
-if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $need ]]; then
+need=$((100 + $(largest "$SUBSCRIBERS $IDLE_STEPS $STORM_CONNECTIONS $((2 * ${POLL_SUBSCRIBERS:-0}))")))
+if few_files "$need"; then
     log "warning: ulimit -n is $(ulimit -n): the server cannot hold more than $(($(ulimit -n) - 100)) connections; the client needs PROCESSES>1 beyond that"
 fi
 
@@ -111,11 +105,8 @@ elif [[ ! -d bench/node-socketio/node_modules/socket.io ]]; then
     exit 1
 fi
 
-# Private copies, so a rebuild elsewhere in the tree cannot swap a binary
-# in the middle of the run.
-BIN=$(mktemp -d)
-cp target/release/duplex target/release/duplex-bench \
-    bench/peers/target/release/socketioxide-echo "$BIN/"
+private_copies target/release/duplex target/release/duplex-bench \
+    bench/peers/target/release/socketioxide-echo
 
 API_KEY=bench-api-key
 TOKEN_SECRET=bench-token-secret
@@ -136,43 +127,15 @@ if [[ $HISTORY == 1 ]]; then
     printf 'history_size = 100\nhistory_ttl = "5m"\n' >>"$BIN/duplex.toml"
 fi
 
-declare -A PID URL
-CLIENT_PID=""
-cleanup() {
-    local name
-    if [[ -n $CLIENT_PID ]]; then
-        kill "$CLIENT_PID" 2>/dev/null || true
-        wait "$CLIENT_PID" 2>/dev/null || true
-    fi
-    for name in "${!PID[@]}"; do
-        kill "${PID[$name]}" 2>/dev/null || true
-        wait "${PID[$name]}" 2>/dev/null || true
-    done
-    rm -rf "$BIN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+open_results fanout
 
-TS=$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p bench/results
-RESULTS=bench/results/fanout-$TS.jsonl
-LOGS=bench/results/fanout-$TS-logs
-mkdir -p "$LOGS"
-: >"$RESULTS"
-
-cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -d '\042\134')
-crate_version() { awk -v n="$1" '$0=="name = \""n"\"" {getline; gsub(/[^0-9.]/,""); print; exit}' bench/peers/Cargo.lock; }
-node_pkg_version() { node -p "require('./bench/node-socketio/node_modules/$1/package.json').version"; }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# What the binaries were built from: HEAD, +dirty for uncommitted server
-# changes, +prebuilt when SKIP_BUILD=1 took binaries built earlier.
-GIT_DESC="$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- crates ':!crates/bench' 2>/dev/null || echo +dirty)"
-[[ ${SKIP_BUILD:-0} == 1 ]] && GIT_DESC="$GIT_DESC+prebuilt"
+GIT_DESC=$(git_desc)
 # The run's description; written again at the end with the load average
 # then (the tables use the last one).
 meta() {
     printf '{"scenario":"meta","date":"%s","kernel":"%s","cpu":"%s","cores":%s,"loadavg":"%s","loadavg_end":"%s","git":"%s","socketioxide":"%s","node":"%s","socket_io":"%s","duration":%s,"warmup":%s,"size":%s,"history":%s,"repeat":%s}\n' \
-        "$TS" "$(uname -r)" "$cpu_model" "$(nproc)" "$LOAD_START" "$1" \
+        "$TS" "$(uname -r)" "$(cpu_model)" "$(nproc)" "$LOAD_START" "$1" \
         "$GIT_DESC" \
         "$(crate_version socketioxide)" "$(node --version)" "$(node_pkg_version socket.io)" \
         "$DURATION" "$WARMUP" "$SIZE" "$HISTORY" "$REPEAT" >>"$RESULTS"
@@ -199,77 +162,8 @@ server_cmd() {
     esac
 }
 
-STARTS=0
-# Starts process $1 on a free port, pinned; sets PID[$1] and URL[$1].
-start_server() {
-    local name=$1 cmd=() logfile url="" pid
-    read -r -a cmd <<<"$(server_cmd "$name")"
-    STARTS=$((STARTS + 1))
-    logfile=$LOGS/$name-$STARTS.log
-    taskset -c "$SERVER_CORE" "${cmd[@]}" 127.0.0.1:0 >"$logfile" 2>&1 &
-    pid=$!
-    PID[$name]=$pid
-    for _ in $(seq 100); do
-        url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$logfile" | head -1 || true)
-        [[ -n $url ]] && break
-        if ! kill -0 "$pid" 2>/dev/null; then break; fi
-        sleep 0.1
-    done
-    if [[ -z $url ]]; then
-        log "$name did not start; its log:"
-        cat "$logfile" >&2
-        return 1
-    fi
-    URL[$name]=$url
-    log "$name: pid $pid, $url, core $SERVER_CORE"
-}
-
-stop_server() {
-    if [[ -n ${PID[$1]:-} ]]; then
-        kill "${PID[$1]}" 2>/dev/null || true
-        wait "${PID[$1]}" 2>/dev/null || true
-        unset "PID[$1]"
-    fi
-}
-
-ensure_running() {
-    if [[ -z ${PID[$1]:-} ]] || ! kill -0 "${PID[$1]}" 2>/dev/null; then
-        [[ -n ${PID[$1]:-} ]] && log "$1 died; restarting it"
-        stop_server "$1"
-        start_server "$1"
-    fi
-}
-
-# Waits (at most 10 s) until process $1 stops using CPU, e.g. after the
-# previous cell's connections closed.
-wait_quiet() {
-    local pid=${PID[$1]} a b
-    for _ in $(seq 40); do
-        a=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null) || return 0
-        sleep 0.25
-        b=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null) || return 0
-        ((b - a <= 1)) && return 0
-    done
-    log "$1 still busy after 10 s"
-}
-
-# Appends an error line: $1 scenario, $2 label, $3 JSON fields, $4 message.
-record_failure() {
-    local msg
-    msg=$(tr -d '\042\134' <<<"$4" | tr '\n' ' ' | cut -c1-300)
-    printf '{"scenario":"%s","server":"%s",%s,"error":"%s"}\n' "$1" "$2" "$3" "$msg" >>"$RESULTS"
-}
-
-# Runs the client pinned, stdout to $1, stderr to $2.
-client() {
-    local out=$1 err=$2 rc=0
-    shift 2
-    taskset -c "$CLIENT_CORE" "$BIN/duplex-bench" --processes "$PROCESSES" "$@" >"$out" 2>"$err" &
-    CLIENT_PID=$!
-    wait "$CLIENT_PID" || rc=$?
-    CLIENT_PID=""
-    return "$rc"
-}
+# Every client run spreads its connections over PROCESSES processes.
+CLIENT_ARGS=(--processes "$PROCESSES")
 
 # The subscriber and publisher arguments for label $1.
 target_args() {
@@ -408,5 +302,5 @@ if [[ -n $IDLE_STEPS ]]; then
 fi
 
 meta "$(cut -d' ' -f1-3 /proc/loadavg)"
-"$BIN/duplex-bench" fanout-report "$RESULTS" | tee "bench/results/fanout-$TS.md"
+"$BIN/duplex-bench" fanout-report "$RESULTS" | tee "${RESULTS%.jsonl}.md"
 log "results: $RESULTS"

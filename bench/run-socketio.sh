@@ -46,8 +46,8 @@
 # measurement), .md (the tables, also printed), and -logs/ (server logs).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
     : "${DURATION:=2}" "${WARMUP:=0.5}" "${ECHO_SOCKETS:=100}" "${BCAST_SOCKETS:=1000}"
@@ -62,17 +62,9 @@ WINDOW=${WINDOW:-2}
 IDLE_STEPS=${IDLE_STEPS-1000,5000,10000}
 SERVERS=${SERVERS:-duplex socketioxide socket.io}
 REPEAT=${REPEAT:-1}
-SERVER_CORE=${SERVER_CORE:-0}
-CLIENT_CORE=${CLIENT_CORE:-1}
-# Short errors from the client, not anyhow backtraces.
-export RUST_LIB_BACKTRACE=0
 
-log() { printf '[run-socketio] %s\n' "$*" >&2; }
-
-# 10,000 sockets need as many descriptors on each side.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-need=$((100 + $(tr ', ' '\n' <<<"$ECHO_SOCKETS $BCAST_SOCKETS $IDLE_STEPS" | grep . | sort -n | tail -1)))
-if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $need ]]; then
+need=$((100 + $(largest "$ECHO_SOCKETS $BCAST_SOCKETS $IDLE_STEPS")))
+if few_files "$need"; then
     log "warning: ulimit -n is $(ulimit -n), runs above $(($(ulimit -n) - 100)) sockets will fail"
 fi
 
@@ -88,44 +80,14 @@ elif [[ ! -d bench/node-socketio/node_modules/socket.io ]]; then
     exit 1
 fi
 
-# Private copies, so a rebuild elsewhere in the tree cannot swap a binary
-# in the middle of the run.
-BIN=$(mktemp -d)
-cp target/release/examples/bench_server target/release/duplex-bench \
-    bench/peers/target/release/socketioxide-echo "$BIN/"
-
-declare -A PID URL
-CLIENT_PID=""
-cleanup() {
-    local name
-    if [[ -n $CLIENT_PID ]]; then
-        kill "$CLIENT_PID" 2>/dev/null || true
-        wait "$CLIENT_PID" 2>/dev/null || true
-    fi
-    for name in "${!PID[@]}"; do
-        kill "${PID[$name]}" 2>/dev/null || true
-        wait "${PID[$name]}" 2>/dev/null || true
-    done
-    rm -rf "$BIN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-TS=$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p bench/results
-RESULTS=bench/results/socketio-$TS.jsonl
-LOGS=bench/results/socketio-$TS-logs
-mkdir -p "$LOGS"
-: >"$RESULTS"
+private_copies target/release/examples/bench_server target/release/duplex-bench \
+    bench/peers/target/release/socketioxide-echo
+open_results socketio
 
 # One line describing the run (ignored by the tables but for the header).
-cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -d '\042\134')
-crate_version() { awk -v n="$1" '$0=="name = \""n"\"" {getline; gsub(/[^0-9.]/,""); print; exit}' bench/peers/Cargo.lock; }
-node_pkg_version() { node -p "require('./bench/node-socketio/node_modules/$1/package.json').version"; }
 printf '{"scenario":"meta","date":"%s","kernel":"%s","cpu":"%s","cores":%s,"loadavg":"%s","git":"%s","socketioxide":"%s","node":"%s","socket_io":"%s","duration":%s,"warmup":%s,"window":%s,"repeat":%s}\n' \
-    "$TS" "$(uname -r)" "$cpu_model" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
-    "$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- crates ':!crates/bench' 2>/dev/null || echo +dirty)" \
-    "$(crate_version socketioxide)" "$(node --version)" "$(node_pkg_version socket.io)" \
+    "$TS" "$(uname -r)" "$(cpu_model)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    "$(git_desc)" "$(crate_version socketioxide)" "$(node --version)" "$(node_pkg_version socket.io)" \
     "$DURATION" "$WARMUP" "$WINDOW" "$REPEAT" >>"$RESULTS"
 
 server_cmd() {
@@ -138,83 +100,6 @@ server_cmd() {
         return 1
         ;;
     esac
-}
-
-STARTS=0
-# Starts server $1 on a free port, pinned; sets PID[$1] and URL[$1].
-start_server() {
-    local name=$1 cmd=() logfile url="" pid
-    read -r -a cmd <<<"$(server_cmd "$name")"
-    STARTS=$((STARTS + 1))
-    logfile=$LOGS/$name-$STARTS.log
-    # Port 0: the kernel picks a free port and the server prints it.
-    taskset -c "$SERVER_CORE" "${cmd[@]}" 127.0.0.1:0 >"$logfile" 2>&1 &
-    pid=$!
-    PID[$name]=$pid
-    for _ in $(seq 100); do
-        url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$logfile" | head -1 || true)
-        [[ -n $url ]] && break
-        if ! kill -0 "$pid" 2>/dev/null; then break; fi
-        sleep 0.1
-    done
-    if [[ -z $url ]]; then
-        log "$name did not start; its log:"
-        cat "$logfile" >&2
-        return 1
-    fi
-    URL[$name]=$url
-    log "$name: pid $pid, $url, core $SERVER_CORE"
-}
-
-stop_server() {
-    if [[ -n ${PID[$1]:-} ]]; then
-        kill "${PID[$1]}" 2>/dev/null || true
-        wait "${PID[$1]}" 2>/dev/null || true
-        unset "PID[$1]"
-    fi
-}
-
-ensure_running() {
-    if ! kill -0 "${PID[$1]}" 2>/dev/null; then
-        log "$1 died; restarting it"
-        stop_server "$1"
-        start_server "$1"
-    fi
-}
-
-# Waits (at most 10 s) until server $1 stops using CPU, e.g. after the
-# previous cell's sockets disconnected, so that its clean-up does not run
-# on the shared server core during the next cell.
-wait_quiet() {
-    local pid=${PID[$1]} a b
-    for _ in $(seq 40); do
-        a=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null) || return 0
-        sleep 0.25
-        b=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null) || return 0
-        ((b - a <= 1)) && return 0
-    done
-    log "$1 still busy after 10 s"
-}
-
-# Appends an error line for a failed measurement: $1 scenario, $2 server,
-# $3 sockets, $4 extra JSON fields (may be empty), $5 message.
-record_failure() {
-    local msg
-    msg=$(tr -d '\042\134' <<<"$5" | tr '\n' ' ' | cut -c1-300)
-    printf '{"scenario":"%s","server":"%s","sockets":%s%s,"error":"%s"}\n' \
-        "$1" "$2" "$3" "$4" "$msg" >>"$RESULTS"
-}
-
-# Runs the client pinned, stdout to $1, stderr to $2. In the background
-# with a wait, so that an interrupt is handled at once.
-client() {
-    local out=$1 err=$2 rc=0
-    shift 2
-    taskset -c "$CLIENT_CORE" "$BIN/duplex-bench" "$@" >"$out" 2>"$err" &
-    CLIENT_PID=$!
-    wait "$CLIENT_PID" || rc=$?
-    CLIENT_PID=""
-    return "$rc"
 }
 
 # Runs one measurement ($1 scenario, $2 server, $3 sockets, $4 extra JSON
@@ -231,7 +116,7 @@ measure() {
     else
         log "$server: $scenario x $sockets FAILED:"
         cat "$LOGS/client.err" >&2
-        record_failure "$scenario" "$server" "$sockets" "$extra" "$(tail -3 "$LOGS/client.err")"
+        record_failure "$scenario" "$server" "\"sockets\":$sockets$extra" "$(tail -3 "$LOGS/client.err")"
     fi
 }
 
@@ -273,7 +158,7 @@ if [[ -n $IDLE_STEPS ]]; then
             --sockets "$IDLE_STEPS" --server-pid "${PID[$server]}"; then
             log "$server: idle FAILED:"
             cat "$LOGS/client.err" >&2
-            record_failure sio-idle "$server" "${IDLE_STEPS##*,}" "" "$(tail -3 "$LOGS/client.err")"
+            record_failure sio-idle "$server" "\"sockets\":${IDLE_STEPS##*,}" "$(tail -3 "$LOGS/client.err")"
         fi
         cat "$LOGS/idle.out" >>"$RESULTS"
         cat "$LOGS/idle.out" >&2
@@ -281,5 +166,5 @@ if [[ -n $IDLE_STEPS ]]; then
     done
 fi
 
-"$BIN/duplex-bench" sio-report "$RESULTS" | tee "bench/results/socketio-$TS.md"
+"$BIN/duplex-bench" sio-report "$RESULTS" | tee "${RESULTS%.jsonl}.md"
 log "results: $RESULTS"
