@@ -24,7 +24,8 @@ use hub::{
 use crate::api;
 use crate::auth::Auth;
 use crate::config::{self, Config, Problem, StorageConfig, TokenKey};
-use crate::node::{ClientHandle, Node, ServerCommand, Transport};
+use crate::node::Node;
+use crate::testing::RecordingClient;
 
 /// The API key the fuzzing node expects (sent by [`decode_api_body`]).
 pub const API_KEY: &str = "fuzz-api-key";
@@ -144,10 +145,7 @@ async fn api_node() -> Option<Node> {
             .iter()
             .any(|c| c.client_id() == client)
         {
-            node.registry().add(Arc::new(Client {
-                id: client.to_owned(),
-                user: user.to_owned(),
-            }));
+            node.registry().add(RecordingClient::new(client, user));
         }
     }
     Some(node)
@@ -160,25 +158,6 @@ impl Subscriber for Quiet {
     fn deliver(&self, _: &Arc<EncodedPublication>) -> bool {
         true
     }
-}
-
-/// A connection that ignores the server's commands.
-struct Client {
-    id: String,
-    user: String,
-}
-
-impl ClientHandle for Client {
-    fn client_id(&self) -> &str {
-        &self.id
-    }
-    fn user(&self) -> &str {
-        &self.user
-    }
-    fn transport(&self) -> Transport {
-        Transport::WebSocket
-    }
-    fn command(&self, _: ServerCommand) {}
 }
 
 /// Assembles the configuration from a config file's `text` as `duplex

@@ -30,4 +30,6 @@ pub mod node;
 pub mod run;
 pub mod session;
 pub mod sio;
+#[doc(hidden)]
+pub mod testing;
 pub mod util;

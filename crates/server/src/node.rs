@@ -457,64 +457,26 @@ impl Node {
 mod tests {
     use super::*;
 
-    struct Fake {
-        id: String,
-        user: String,
-        got: Mutex<Vec<ServerCommand>>,
-    }
-    impl ClientHandle for Fake {
-        fn client_id(&self) -> &str {
-            &self.id
-        }
-        fn user(&self) -> &str {
-            &self.user
-        }
-        fn transport(&self) -> Transport {
-            Transport::WebSocket
-        }
-        fn command(&self, command: ServerCommand) {
-            self.got.lock().unwrap().push(command);
-        }
-    }
+    use crate::testing::RecordingClient;
 
     #[test]
     fn registry_tracks_users_and_clients() {
         let r = Registry::default();
-        let a = Arc::new(Fake {
-            id: "a".into(),
-            user: "1".into(),
-            got: Default::default(),
-        });
-        let b = Arc::new(Fake {
-            id: "b".into(),
-            user: "1".into(),
-            got: Default::default(),
-        });
-        let c = Arc::new(Fake {
-            id: "c".into(),
-            user: "2".into(),
-            got: Default::default(),
-        });
+        let a = RecordingClient::new("a", "1");
+        let b = RecordingClient::new("b", "1");
+        let c = RecordingClient::new("c", "2");
         r.add(a.clone());
         r.add(b.clone());
         r.add(c.clone());
         assert_eq!((r.num_clients(), r.num_users()), (3, 2));
         let cmd = ServerCommand::Unsubscribe("x".parse().unwrap());
         assert_eq!(r.send_to_user("1", &cmd), 2);
-        assert_eq!(a.got.lock().unwrap().len(), 1);
-        assert!(c.got.lock().unwrap().is_empty());
+        assert_eq!(a.take().len(), 1);
+        assert!(c.take().is_empty());
         r.remove("1", "a");
         r.remove("1", "b");
         assert_eq!((r.num_clients(), r.num_users()), (1, 1));
         assert_eq!(r.send_to_user("1", &cmd), 0);
-    }
-
-    fn fake(id: &str, user: &str) -> Arc<Fake> {
-        Arc::new(Fake {
-            id: id.into(),
-            user: user.into(),
-            got: Default::default(),
-        })
     }
 
     /// Many connections of one user (anonymous ones in `--dev`) move from
@@ -525,10 +487,10 @@ mod tests {
         let r = Registry::default();
         let n = FEW_CLIENTS * 3;
         for i in 0..n {
-            r.add(fake(&format!("c{i}"), ""));
+            r.add(RecordingClient::new(&format!("c{i}"), ""));
         }
-        r.add(fake("c0", ""));
-        r.add(fake(&format!("c{}", n - 1), ""));
+        r.add(RecordingClient::new("c0", ""));
+        r.add(RecordingClient::new(&format!("c{}", n - 1), ""));
         assert_eq!((r.num_clients(), r.num_users()), (n, 1));
         assert_eq!(r.user_clients("").len(), n);
         assert_eq!(r.all().len(), n);
@@ -540,12 +502,12 @@ mod tests {
             assert_eq!(r.num_clients(), i);
         }
         assert_eq!(r.num_users(), 0);
-        let few = fake("a", "u");
+        let few = RecordingClient::new("a", "u");
         r.add(few.clone());
-        r.add(fake("a", "u"));
+        r.add(RecordingClient::new("a", "u"));
         assert_eq!(r.num_clients(), 1);
         assert_eq!(r.send_to_user("u", &cmd), 1);
         // The replacement got it, not the first handle.
-        assert!(few.got.lock().unwrap().is_empty());
+        assert!(few.take().is_empty());
     }
 }

@@ -11,12 +11,13 @@
 //! (`src/client`).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use duplex_server::config::{Config, StorageConfig, TokenKey};
-use duplex_server::node::{ClientHandle, ServerCommand, Transport};
+use duplex_server::node::{ClientHandle, ServerCommand};
 use duplex_server::run::{self, Running};
+use duplex_server::testing::RecordingClient;
 use hub::{
     ClientInfo, EncodedPublication, NamespaceConfig, NamespaceOptions, SubscribeOptions, Subscriber,
 };
@@ -577,49 +578,19 @@ async fn presence_channels_and_info() {
 
 // ------------------------------------- subscribe, unsubscribe, disconnect
 
-struct Fake {
-    id: String,
-    user: String,
-    got: Mutex<Vec<ServerCommand>>,
-}
-
-impl Fake {
-    fn add(s: &Running, id: &str, user: &str) -> Arc<Fake> {
-        let fake = Arc::new(Fake {
-            id: id.into(),
-            user: user.into(),
-            got: Mutex::default(),
-        });
-        s.node.registry().add(fake.clone());
-        fake
-    }
-
-    fn take(&self) -> Vec<ServerCommand> {
-        std::mem::take(&mut *self.got.lock().unwrap())
-    }
-}
-
-impl ClientHandle for Fake {
-    fn client_id(&self) -> &str {
-        &self.id
-    }
-    fn user(&self) -> &str {
-        &self.user
-    }
-    fn transport(&self) -> Transport {
-        Transport::WebSocket
-    }
-    fn command(&self, command: ServerCommand) {
-        self.got.lock().unwrap().push(command);
-    }
+/// A recording connection added to the node's registry.
+fn add_client(s: &Running, id: &str, user: &str) -> Arc<RecordingClient> {
+    let client = RecordingClient::new(id, user);
+    s.node.registry().add(client.clone());
+    client
 }
 
 #[tokio::test]
 async fn server_side_subscribe_unsubscribe_disconnect() {
     let s = start().await;
-    let c1 = Fake::add(&s, "c1", "42");
-    let c2 = Fake::add(&s, "c2", "42");
-    let other = Fake::add(&s, "c3", "7");
+    let c1 = add_client(&s, "c1", "42");
+    let c2 = add_client(&s, "c2", "42");
+    let other = add_client(&s, "c3", "7");
     let news = || "news".parse().unwrap();
 
     assert_eq!(
@@ -754,7 +725,7 @@ async fn server_side_subscribe_unsubscribe_disconnect() {
         (Some(3), Some(2))
     );
     for fake in [&c1, &c2, &other] {
-        s.node.registry().remove(&fake.user, &fake.id);
+        s.node.registry().remove(fake.user(), fake.client_id());
     }
     s.shutdown().await;
 }
