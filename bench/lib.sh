@@ -64,23 +64,11 @@ git_desc() {
     echo "$desc"
 }
 
-# Server processes by name, and the base URL each printed once it listened.
-declare -A PID URL
-STARTS=0
-
-# Starts server $1 (the command `server_cmd $1` prints, with the address
-# 127.0.0.1:0 appended) pinned to SERVER_CORE, and waits until its log
-# shows a URL with scheme $2 (default http). Sets PID[$1] and URL[$1].
-start_server() {
-    local name=$1 scheme=${2:-http} cmd=() logfile url="" pid
-    read -r -a cmd <<<"$(server_cmd "$name")"
-    STARTS=$((STARTS + 1))
-    logfile=$LOGS/$name-$STARTS.log
-    # Port 0: the kernel picks a free port and the server prints it, so the
-    # benchmark never collides with anything else on the machine.
-    taskset -c "$SERVER_CORE" "${cmd[@]}" 127.0.0.1:0 >"$logfile" 2>&1 &
-    pid=$!
-    PID[$name]=$pid
+# Prints the first $4://127.0.0.1:PORT URL that process $2 (called $1)
+# writes to its log $3, waiting up to 10 s; fails, showing the log, if the
+# process exits or prints none.
+listening_url() {
+    local name=$1 pid=$2 logfile=$3 scheme=$4 url=""
     for _ in $(seq 100); do
         url=$(grep -so "$scheme://127\.0\.0\.1:[0-9]*" "$logfile" | head -1 || true)
         [[ -n $url ]] && break
@@ -92,6 +80,27 @@ start_server() {
         cat "$logfile" >&2
         return 1
     fi
+    echo "$url"
+}
+
+# Server processes by name, and the base URL each printed once it listened.
+declare -A PID URL
+STARTS=0
+
+# Starts server $1 (the command `server_cmd $1` prints, with the address
+# 127.0.0.1:0 appended) pinned to SERVER_CORE, and waits until its log
+# shows a URL with scheme $2 (default http). Sets PID[$1] and URL[$1].
+start_server() {
+    local name=$1 scheme=${2:-http} cmd=() logfile url pid
+    read -r -a cmd <<<"$(server_cmd "$name")"
+    STARTS=$((STARTS + 1))
+    logfile=$LOGS/$name-$STARTS.log
+    # Port 0: the kernel picks a free port and the server prints it, so the
+    # benchmark never collides with anything else on the machine.
+    taskset -c "$SERVER_CORE" "${cmd[@]}" 127.0.0.1:0 >"$logfile" 2>&1 &
+    pid=$!
+    PID[$name]=$pid
+    url=$(listening_url "$name" "$pid" "$logfile" "$scheme") || return 1
     URL[$name]=$url
     log "$name: pid $pid, $url, core $SERVER_CORE"
 }

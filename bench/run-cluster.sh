@@ -165,18 +165,7 @@ start_nodes() {
         esac
         pid=$!
         PIDS+=("$pid")
-        url=""
-        for _ in $(seq 100); do
-            url=$(grep -so 'http://127\.0\.0\.1:[0-9]*' "$logfile" | head -1 || true)
-            [[ -n $url ]] && break
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if [[ -z $url ]]; then
-            log "$kind node $i did not start; its log:"
-            cat "$logfile" >&2
-            return 1
-        fi
+        url=$(listening_url "$kind node $i" "$pid" "$logfile" http) || return 1
         URLS+=("$url")
     done
     log "$kind x $n: pids ${PIDS[*]}, ${URLS[*]}"
