@@ -4,7 +4,8 @@
 //! `.jsonl` file; [`render`] turns it into the tables of
 //! `docs/benchmarks.md`: messages per server CPU-second for each server,
 //! the ratios of duplex to each peer, a detail table (wall-clock rate,
-//! latency, CPU use of both sides) and the idle-memory table. When a cell
+//! latency, the server's user and kernel time per message, CPU use of both
+//! sides) and the idle-memory table. When a cell
 //! was measured several times the median is shown. Lines the script wrote
 //! for failed runs (`"error": ...`) show up as "failed".
 
