@@ -2,6 +2,7 @@
 //! server ([`common`]).
 
 mod common;
+mod ws_server;
 
 use std::time::Duration;
 

@@ -2,58 +2,30 @@
 //! on the server side of `ws_proto`, so the load generator can be checked
 //! without any of the benchmarked servers.
 
+mod ws_server;
+
 use std::time::Duration;
 
 use duplex_bench::echo::{self, EchoOptions};
 use duplex_bench::idle::{self, IdleOptions};
 use duplex_bench::target::Target;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use ws_proto::handshake::{accept, parse_request, AcceptOptions, RequestLimits};
+use tokio::sync::mpsc;
 use ws_proto::{Config, Connection, Message, Role};
+use ws_server::serve_websocket;
 
 /// Serves one connection: handshake, then echo data messages until close.
-async fn serve(mut tcp: TcpStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut head = Vec::new();
-    let leftover = loop {
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
+async fn serve(tcp: TcpStream) -> std::io::Result<()> {
+    // Nothing is pushed: the inbox's sender is gone from the start.
+    let (_, inbox) = mpsc::unbounded_channel();
+    let conn = Connection::new(Role::Server, Config::default());
+    serve_websocket(tcp, Vec::new(), conn, inbox, |conn, message| {
+        if let message @ (Message::Binary(_) | Message::Text(_)) = message {
+            conn.send(message).map_err(std::io::Error::other)?;
         }
-        head.extend_from_slice(&buf[..n]);
-        match parse_request(&head, &RequestLimits::default()) {
-            Ok(Some((req, used))) => {
-                let accepted =
-                    accept(&req, &AcceptOptions::default()).map_err(std::io::Error::other)?;
-                tcp.write_all(&accepted.response).await?;
-                break head[used..].to_vec();
-            }
-            Ok(None) => {}
-            Err(e) => return Err(std::io::Error::other(e)),
-        }
-    };
-    let mut conn = Connection::new(Role::Server, Config::default());
-    let mut input = leftover;
-    loop {
-        let mut pos = 0;
-        while pos < input.len() {
-            let (used, message) = conn.receive(&input[pos..]).map_err(std::io::Error::other)?;
-            pos += used;
-            if let Some(message @ (Message::Binary(_) | Message::Text(_))) = message {
-                conn.send(message).map_err(std::io::Error::other)?;
-            }
-        }
-        tcp.write_all(&conn.take_output()).await?;
-        if conn.is_closed() {
-            return Ok(());
-        }
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        input = buf[..n].to_vec();
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// Starts the echo server on an ephemeral port; returns its URL.

@@ -5,6 +5,7 @@
 //! connections and deliveries of both processes.
 
 mod common;
+mod ws_server;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output};

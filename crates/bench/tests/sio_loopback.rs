@@ -4,6 +4,8 @@
 //! arguments, `join` and `bcast` as in `bench/run-socketio.sh`), so the
 //! client can be checked without any of the benchmarked servers.
 
+mod ws_server;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,11 +14,10 @@ use duplex_bench::sio::echo::{self, SioEchoOptions};
 use duplex_bench::sio::idle::{self, SioIdleOptions};
 use duplex_bench::sio::resolve;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use ws_proto::handshake::{accept, parse_request, AcceptOptions, RequestLimits};
 use ws_proto::{Config, Connection, Message, Role};
+use ws_server::serve_websocket;
 
 /// Senders to the sockets that joined the room (one room is enough here).
 type Room = Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>;
@@ -56,61 +57,22 @@ fn handle(text: &str, room: &Room, me: &mpsc::UnboundedSender<String>) -> Vec<St
 
 /// Serves one connection: WebSocket handshake, Engine.IO open packet, then
 /// Socket.IO packets until the client goes away.
-async fn serve(mut tcp: TcpStream, room: Room) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut head = Vec::new();
-    let mut input = loop {
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-        match parse_request(&head, &RequestLimits::default()) {
-            Ok(Some((req, used))) => {
-                let accepted =
-                    accept(&req, &AcceptOptions::default()).map_err(std::io::Error::other)?;
-                tcp.write_all(&accepted.response).await?;
-                break head[used..].to_vec();
-            }
-            Ok(None) => {}
-            Err(e) => return Err(std::io::Error::other(e)),
-        }
-    };
+async fn serve(tcp: TcpStream, room: Room) -> std::io::Result<()> {
     let mut conn = Connection::new(Role::Server, Config::default());
     // A ping right after the open, so the client's pong path is exercised.
     conn.send_text(r#"0{"sid":"e","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#)
         .map_err(std::io::Error::other)?;
     conn.send_text("2").map_err(std::io::Error::other)?;
-    let (me, mut inbox) = mpsc::unbounded_channel();
-    loop {
-        let mut pos = 0;
-        while pos < input.len() {
-            let (used, message) = conn.receive(&input[pos..]).map_err(std::io::Error::other)?;
-            pos += used;
-            if let Some(Message::Text(text)) = message {
-                for reply in handle(text.as_str(), &room, &me) {
-                    conn.send_text(&reply).map_err(std::io::Error::other)?;
-                }
+    let (me, inbox) = mpsc::unbounded_channel();
+    serve_websocket(tcp, Vec::new(), conn, inbox, |conn, message| {
+        if let Message::Text(text) = message {
+            for reply in handle(text.as_str(), &room, &me) {
+                conn.send_text(&reply).map_err(std::io::Error::other)?;
             }
         }
-        tcp.write_all(&conn.take_output()).await?;
-        if conn.is_closed() {
-            return Ok(());
-        }
-        tokio::select! {
-            n = tcp.read(&mut buf) => {
-                let n = n?;
-                if n == 0 {
-                    return Ok(());
-                }
-                input = buf[..n].to_vec();
-            }
-            Some(msg) = inbox.recv() => {
-                conn.send_text(&msg).map_err(std::io::Error::other)?;
-                input = Vec::new();
-            }
-        }
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// Starts the server on an ephemeral port; returns its URL.

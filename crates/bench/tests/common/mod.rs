@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use ws_proto::handshake::{accept, parse_request, AcceptOptions, RequestLimits};
 use ws_proto::{Config, Connection, Message, Role};
+
+use crate::ws_server::serve_websocket;
 
 /// One sender per subscribe the server answered (never removed).
 pub(crate) type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>;
@@ -80,70 +81,32 @@ async fn serve_api(
 
 /// WebSocket: handshake, then replies to connect and subscribe, and the
 /// pushes of the publications.
-async fn serve_ws(mut tcp: TcpStream, mut head: Vec<u8>, subs: Subscribers) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let leftover = loop {
-        match parse_request(&head, &RequestLimits::default()) {
-            Ok(Some((req, used))) => {
-                let accepted =
-                    accept(&req, &AcceptOptions::default()).map_err(std::io::Error::other)?;
-                tcp.write_all(&accepted.response).await?;
-                break head[used..].to_vec();
-            }
-            Ok(None) => {}
-            Err(e) => return Err(std::io::Error::other(e)),
-        }
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
+async fn serve_ws(tcp: TcpStream, head: Vec<u8>, subs: Subscribers) -> std::io::Result<()> {
+    let (tx, inbox) = mpsc::unbounded_channel::<String>();
+    let conn = Connection::new(Role::Server, Config::default());
+    serve_websocket(tcp, head, conn, inbox, |conn, message| {
+        let Message::Text(text) = message else {
             return Ok(());
+        };
+        let text = text.as_str();
+        let id: String = text
+            .trim_start_matches("{\"id\":")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if text.contains("\"connect\"") {
+            conn.send_text(&format!(
+                "{{\"id\":{id},\"connect\":{{\"client\":\"c\",\"version\":\"0\"}}}}"
+            ))
+            .map_err(std::io::Error::other)?;
+        } else if text.contains("\"subscribe\"") {
+            conn.send_text(&format!("{{\"id\":{id},\"subscribe\":{{}}}}"))
+                .map_err(std::io::Error::other)?;
+            subs.lock().unwrap().push(tx.clone());
         }
-        head.extend_from_slice(&buf[..n]);
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    let mut conn = Connection::new(Role::Server, Config::default());
-    let mut input = leftover;
-    loop {
-        let mut pos = 0;
-        while pos < input.len() {
-            let (used, message) = conn.receive(&input[pos..]).map_err(std::io::Error::other)?;
-            pos += used;
-            if let Some(Message::Text(text)) = message {
-                let text = text.as_str();
-                let id: String = text
-                    .trim_start_matches("{\"id\":")
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                if text.contains("\"connect\"") {
-                    conn.send_text(&format!(
-                        "{{\"id\":{id},\"connect\":{{\"client\":\"c\",\"version\":\"0\"}}}}"
-                    ))
-                    .map_err(std::io::Error::other)?;
-                } else if text.contains("\"subscribe\"") {
-                    conn.send_text(&format!("{{\"id\":{id},\"subscribe\":{{}}}}"))
-                        .map_err(std::io::Error::other)?;
-                    subs.lock().unwrap().push(tx.clone());
-                }
-            }
-        }
-        tcp.write_all(&conn.take_output()).await?;
-        if conn.is_closed() {
-            return Ok(());
-        }
-        tokio::select! {
-            n = tcp.read(&mut buf) => {
-                let n = n?;
-                if n == 0 {
-                    return Ok(());
-                }
-                input = buf[..n].to_vec();
-            }
-            Some(push) = rx.recv() => {
-                conn.send_text(&push).map_err(std::io::Error::other)?;
-                input = Vec::new();
-            }
-        }
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// Starts the server on an ephemeral port; returns its `host:port` and
