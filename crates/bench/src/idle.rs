@@ -92,10 +92,19 @@ pub async fn run(
             connections,
             rss_before_kib,
             rss_after_kib,
-            kib_per_connection: (rss_after_kib as f64 - rss_before_kib as f64) / connections as f64,
+            kib_per_connection: procfs::kib_per_connection(
+                rss_before_kib,
+                rss_after_kib,
+                0,
+                connections,
+            ),
             slope_from_connections: prev_connections,
-            slope_kib_per_connection: (rss_after_kib as f64 - prev_rss as f64)
-                / (connections - prev_connections) as f64,
+            slope_kib_per_connection: procfs::kib_per_connection(
+                prev_rss,
+                rss_after_kib,
+                prev_connections,
+                connections,
+            ),
         };
         report(&step);
         reports.push(step);

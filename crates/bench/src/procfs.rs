@@ -92,6 +92,14 @@ pub fn parse_rss_kib(status: &str) -> Result<u64> {
     kib.parse().with_context(|| format!("bad VmRSS {kib:?}"))
 }
 
+/// Server memory per connection between two points of an idle ramp: the
+/// RSS growth from `rss_from_kib` (with `from` connections) to `rss_to_kib`
+/// (with `to`), divided by the connections added. From 0 it is the overall
+/// average; between two steps, the slope.
+pub fn kib_per_connection(rss_from_kib: u64, rss_to_kib: u64, from: usize, to: usize) -> f64 {
+    (rss_to_kib as f64 - rss_from_kib as f64) / (to - from) as f64
+}
+
 /// The host's count of connections dropped because a listen queue was
 /// full (`TcpExt: ListenOverflows` of `/proc/net/netstat`); system-wide,
 /// so meaningful on an otherwise quiet host.
@@ -138,6 +146,14 @@ mod tests {
         assert_eq!(total, Some(300.0 * per_tick));
         assert_eq!(user, Some(200.0 * per_tick));
         assert_eq!(window_cpu(None, Some((1, 1))), (None, None));
+    }
+
+    #[test]
+    fn memory_per_connection() {
+        assert_eq!(kib_per_connection(2000, 3000, 0, 1000), 1.0);
+        assert_eq!(kib_per_connection(3000, 11000, 1000, 5000), 2.0);
+        // RSS can shrink between steps; the slope says so.
+        assert_eq!(kib_per_connection(3000, 2000, 1000, 2000), -1.0);
     }
 
     #[test]

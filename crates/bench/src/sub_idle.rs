@@ -96,10 +96,19 @@ impl Step {
             connections,
             rss_before_kib,
             rss_after_kib,
-            kib_per_connection: (rss_after_kib as f64 - rss_before_kib as f64) / connections as f64,
+            kib_per_connection: procfs::kib_per_connection(
+                rss_before_kib,
+                rss_after_kib,
+                0,
+                connections,
+            ),
             slope_from_connections: prev,
-            slope_kib_per_connection: (rss_after_kib as f64 - prev_rss as f64)
-                / (connections - prev) as f64,
+            slope_kib_per_connection: procfs::kib_per_connection(
+                prev_rss,
+                rss_after_kib,
+                prev,
+                connections,
+            ),
             dropped,
             processes,
         }

@@ -104,10 +104,14 @@ pub async fn run(
             sockets,
             rss_before_kib,
             rss_after_kib,
-            kib_per_socket: (rss_after_kib as f64 - rss_before_kib as f64) / sockets as f64,
+            kib_per_socket: procfs::kib_per_connection(rss_before_kib, rss_after_kib, 0, sockets),
             slope_from_sockets: prev_sockets,
-            slope_kib_per_socket: (rss_after_kib as f64 - prev_rss as f64)
-                / (sockets - prev_sockets) as f64,
+            slope_kib_per_socket: procfs::kib_per_connection(
+                prev_rss,
+                rss_after_kib,
+                prev_sockets,
+                sockets,
+            ),
             dropped: dropped.load(Ordering::Relaxed),
         };
         report(&step);

@@ -497,7 +497,10 @@ fn write_idle(out: &mut String, servers: &[String], idle: &[Line]) -> Result<()>
             let (a, b) = (first.sockets.unwrap_or(0), last.sockets.unwrap_or(0));
             let (ra, rb) = (first.rss_after_kib, last.rss_after_kib);
             if let (true, Some(ra), Some(rb)) = (b > a, ra, rb) {
-                cell.push("slope", Some((rb as f64 - ra as f64) / (b - a) as f64));
+                cell.push(
+                    "slope",
+                    Some(crate::procfs::kib_per_connection(ra, rb, a, b)),
+                );
                 span = Some((a, b));
             }
         }
